@@ -1,0 +1,592 @@
+"""Every differentiable primitive: its forward and its backward side by side.
+
+An op computes its output with NumPy and hands ``Tensor._result`` three things: the inputs (the
+tensors the gradient flows to), the backward function, and ``ctx`` (what the backward needs that
+is not an input or the output: axes, masks, shapes).
+
+Every backward has the signature ``backward(g, out, ctx, *inputs) -> one gradient per input``.
+On the first-order path ``g``, ``out`` and ``inputs`` are ndarrays; with ``create_graph=True``
+they are Tensors, and the same lines then record the backward pass as a graph. So a backward is
+written only with what ndarrays and Tensors share (operators, ``sum``, ``reshape``,
+``transpose``, indexing) plus the few helpers below that dispatch on type. A ``None`` gradient
+means "nothing flows to this input".
+
+Broadcasting follows NumPy; ``_unbroadcast`` sums a gradient back to its input's shape.
+"""
+import builtins
+
+import numpy as np
+
+from .tensor import IndexGrad, Tensor
+
+_result = Tensor._result
+
+
+# ===================================================================== helpers
+def _constant(value, like):
+    """A non-differentiable operand as a Tensor, in ``like``'s dtype when ``like`` is floating."""
+    if isinstance(value, Tensor):
+        return value
+    dtype = like.data.dtype if like.data.dtype.kind == "f" else None
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f" and dtype is not None and value.dtype != dtype:
+            raise TypeError(f"dtype mismatch: a {dtype} tensor combined with a {value.dtype} array; "
+                            f"convert one of them explicitly")
+        if value.dtype.kind not in "fiub":
+            raise TypeError(f"cannot combine a Tensor with an array of dtype {value.dtype}")
+    elif not isinstance(value, (int, float, bool, np.number, np.bool_, list, tuple)):
+        raise TypeError(f"cannot combine a Tensor with {type(value).__name__}")
+    return _result(np.asarray(value, dtype=dtype), (), None)
+
+
+def _operands(a, b, name):
+    """Both operands as Tensors of a single dtype; mixed float dtypes are an error, never a cast."""
+    if type(b) is not Tensor:
+        b = _constant(b, a)
+    elif type(a) is not Tensor:
+        a = _constant(a, b)
+    da, db = a.data.dtype, b.data.dtype
+    if da != db:
+        fa, fb = da.kind == "f", db.kind == "f"
+        if fa and fb:
+            raise TypeError(f"{name}: dtype mismatch {da} vs {db}; convert one side with .astype()")
+        if fa:
+            b = _result(b.data.astype(da), (), None)
+        elif fb:
+            a = _result(a.data.astype(db), (), None)
+    return a, b
+
+
+def _broadcast_error(name, a, b):
+    return ValueError(f"{name}: shapes {a.shape} and {b.shape} cannot be broadcast together")
+
+
+def _unbroadcast(g, shape):
+    """Sum ``g`` over the axes broadcasting added or stretched, so that it has ``shape``."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+def _expand(g, shape):
+    """Broadcast ``g`` to ``shape`` (a read-only view for ndarrays)."""
+    if type(g) is Tensor:
+        return broadcast_to(g, shape)
+    return np.broadcast_to(g, shape)
+
+
+def _log(x):
+    return x.log() if type(x) is Tensor else np.log(x)
+
+
+# ===================================================================== elementwise binary
+def add(a, b):
+    """a + b (broadcasting)."""
+    a, b = _operands(a, b, "add")
+    try:
+        data = a.data + b.data
+    except ValueError:
+        raise _broadcast_error("add", a, b) from None
+    return _result(data, (a, b), _add_backward)
+
+
+def _add_backward(g, out, ctx, a, b):
+    return _unbroadcast(g, a.shape), _unbroadcast(g, b.shape)
+
+
+def sub(a, b):
+    """a - b (broadcasting)."""
+    a, b = _operands(a, b, "sub")
+    try:
+        data = a.data - b.data
+    except ValueError:
+        raise _broadcast_error("sub", a, b) from None
+    return _result(data, (a, b), _sub_backward)
+
+
+def _sub_backward(g, out, ctx, a, b):
+    return _unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)
+
+
+def mul(a, b):
+    """a * b (broadcasting)."""
+    a, b = _operands(a, b, "mul")
+    try:
+        data = a.data * b.data
+    except ValueError:
+        raise _broadcast_error("mul", a, b) from None
+    return _result(data, (a, b), _mul_backward)
+
+
+def _mul_backward(g, out, ctx, a, b):
+    return _unbroadcast(g * b, a.shape), _unbroadcast(g * a, b.shape)
+
+
+def div(a, b):
+    """a / b (broadcasting)."""
+    a, b = _operands(a, b, "div")
+    try:
+        data = a.data / b.data
+    except ValueError:
+        raise _broadcast_error("div", a, b) from None
+    return _result(data, (a, b), _div_backward)
+
+
+def _div_backward(g, out, ctx, a, b):
+    # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
+    return _unbroadcast(g / b, a.shape), _unbroadcast(-g * a / (b * b), b.shape)
+
+
+def pow(a, b):
+    """a ** b: a number exponent, or a tensor exponent (then a must be positive where b needs grad)."""
+    if type(a) is Tensor and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return _result(a.data ** b, (a,), _pow_scalar_backward, b)
+    a, b = _operands(a, b, "pow")
+    try:
+        data = a.data ** b.data
+    except ValueError:
+        raise _broadcast_error("pow", a, b) from None
+    return _result(data, (a, b), _pow_backward)
+
+
+def _pow_scalar_backward(g, out, exponent, a):
+    # d(a^p)/da = p a^(p-1)  (zero for p = 0, also where a = 0)
+    if exponent == 0:
+        return (g * 0,)
+    return (g * (exponent * a ** (exponent - 1)),)
+
+
+def _pow_backward(g, out, ctx, a, b):
+    # d(a^b)/da = b a^(b-1);  d(a^b)/db = a^b log(a)
+    ga = _unbroadcast(g * b * a ** (b - 1), a.shape)
+    gb = _unbroadcast(g * out * _log(a), b.shape) if _needs_grad(b) else None
+    return ga, gb
+
+
+def _needs_grad(x):
+    """In a backward: whether input ``x`` is worth a gradient (ndarray inputs are decided by the walk)."""
+    return type(x) is not Tensor or x.requires_grad
+
+
+def neg(a):
+    """-a."""
+    return _result(-a.data, (a,), _neg_backward)
+
+
+def _neg_backward(g, out, ctx, a):
+    return (-g,)
+
+
+# ===================================================================== matmul
+def matmul(a, b):
+    """a @ b with NumPy's rules: 1-D operands are vectors, leading axes broadcast as batches."""
+    a, b = _operands(a, b, "matmul")
+    try:
+        data = a.data @ b.data
+    except ValueError:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match "
+                         f"(inner sizes {a.shape[-1:]} and {b.shape[-2:-1] or b.shape}; "
+                         f"batch axes must broadcast)") from None
+    return _result(data, (a, b), _matmul_backward, (a.requires_grad, b.requires_grad))
+
+
+def _matmul_backward(g, out, needs, a, b):
+    need_a, need_b = needs
+    if a.ndim == 2 and b.ndim == 2:  # the common case: (n, k) @ (k, m)
+        return (g @ b.T if need_a else None), (a.T @ g if need_b else None)
+    # promote vectors to matrices: a (k,) -> (1, k), b (k,) -> (k, 1); g gets the matching axes
+    a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
+    b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
+    g2 = g
+    if a.ndim == 1:
+        g2 = g2.reshape(g2.shape[:-1] + (1,) + g2.shape[-1:]) if b.ndim > 1 else g2.reshape((1,) + g2.shape)
+    if b.ndim == 1:
+        g2 = g2.reshape(g2.shape + (1,))
+    ga = _unbroadcast(g2 @ _swap_last(b2), a2.shape).reshape(a.shape) if need_a else None
+    gb = _unbroadcast(_swap_last(a2) @ g2, b2.shape).reshape(b.shape) if need_b else None
+    return ga, gb
+
+
+def _swap_last(x):
+    axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return x.transpose(axes)
+
+
+# ===================================================================== elementwise unary
+def exp(a):
+    """e^a."""
+    return _result(np.exp(a.data), (a,), _exp_backward)
+
+
+def _exp_backward(g, out, ctx, a):
+    return (g * out,)
+
+
+def log(a):
+    """Natural logarithm."""
+    return _result(np.log(a.data), (a,), _log_backward)
+
+
+def _log_backward(g, out, ctx, a):
+    return (g / a,)
+
+
+def tanh(a):
+    """tanh(a); no overflow at any input."""
+    return _result(np.tanh(a.data), (a,), _tanh_backward)
+
+
+def _tanh_backward(g, out, ctx, a):
+    return (g * (1 - out * out),)
+
+
+def sigmoid(a):
+    """σ(a) = 1 / (1 + e^-a), computed as exp(-log(1 + e^-a)) by ``logaddexp``: no overflow anywhere."""
+    s = np.negative(a.data.reshape(1) if a.data.ndim == 0 else a.data)
+    np.logaddexp(0, s, out=s)
+    np.negative(s, out=s)
+    np.exp(s, out=s)
+    return _result(s.reshape(a.shape), (a,), _sigmoid_backward)
+
+
+def _sigmoid_backward(g, out, ctx, a):
+    return (g * out * (1 - out),)
+
+
+def relu(a):
+    """max(a, 0); the gradient at 0 is 0."""
+    mask = a.data > 0
+    return _result(a.data * mask, (a,), _mask_backward, mask)
+
+
+def _mask_backward(g, out, mask, a):
+    return (g * mask,)
+
+
+def abs(a):
+    """|a|; the gradient at 0 is 0."""
+    return _result(np.abs(a.data), (a,), _mask_backward, np.sign(a.data))
+
+
+def sqrt(a):
+    """√a."""
+    return _result(np.sqrt(a.data), (a,), _sqrt_backward)
+
+
+def _sqrt_backward(g, out, ctx, a):
+    return (g * 0.5 / out,)
+
+
+def clip(a, low=None, high=None):
+    """a limited to [low, high] (either bound may be None); the gradient flows where low <= a <= high."""
+    data = np.clip(a.data, low, high)
+    inside = np.ones(a.shape, dtype=bool)
+    if low is not None:
+        inside &= a.data >= low
+    if high is not None:
+        inside &= a.data <= high
+    return _result(data, (a,), _mask_backward, inside)
+
+
+def astype(a, dtype):
+    """A copy in another dtype; the gradient is cast back."""
+    dtype = np.dtype(dtype)
+    return _result(a.data.astype(dtype), (a,), _astype_backward)
+
+
+def _astype_backward(g, out, ctx, a):
+    return (g.astype(a.dtype),)
+
+
+# ===================================================================== reductions
+def _normalise_axis(axis, ndim):
+    """``axis`` (None, an int or a sequence) as a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    for ax in axes:
+        if not -ndim <= ax < ndim:
+            raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimensions")
+    return tuple(sorted(int(ax) % ndim for ax in axes))
+
+
+def sum(a, axis=None, keepdims=False):
+    """Sum over ``axis`` (None: all axes)."""
+    axes = _normalise_axis(axis, a.ndim)
+    return _result(a.data.sum(axis=axes, keepdims=keepdims), (a,), _sum_backward, (axes, keepdims, None))
+
+
+def mean(a, axis=None, keepdims=False):
+    """Mean over ``axis`` (None: all axes)."""
+    axes = _normalise_axis(axis, a.ndim)
+    count = int(np.prod([a.shape[ax] for ax in axes]))
+    data = a.data.sum(axis=axes, keepdims=keepdims) / count
+    return _result(data, (a,), _sum_backward, (axes, keepdims, 1.0 / count))
+
+
+def _sum_backward(g, out, ctx, a):
+    axes, keepdims, scale = ctx
+    if not keepdims:
+        g = g.reshape(tuple(1 if i in axes else n for i, n in enumerate(a.shape)))
+    g = _expand(g, a.shape)
+    return (g if scale is None else g * scale,)
+
+
+def max(a, axis=None, keepdims=False):
+    """Maximum over ``axis``; ties share the gradient equally (like ``torch.amax``)."""
+    axes = _normalise_axis(axis, a.ndim)
+    top = a.data.max(axis=axes, keepdims=True)
+    is_top = a.data == top
+    share = is_top / is_top.sum(axis=axes, keepdims=True).astype(a.dtype)
+    data = top if keepdims else top.reshape(tuple(n for i, n in enumerate(a.shape) if i not in axes))
+    return _result(data, (a,), _max_backward, (axes, keepdims, share.astype(a.dtype)))
+
+
+def _max_backward(g, out, ctx, a):
+    axes, keepdims, share = ctx
+    if not keepdims:
+        g = g.reshape(tuple(1 if i in axes else n for i, n in enumerate(a.shape)))
+    return (_expand(g, a.shape) * share,)
+
+
+# ===================================================================== shape
+def reshape(a, *shape):
+    """The same data in a new shape (``reshape(2, 3)`` or ``reshape((2, 3))``; one size may be -1)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    try:
+        data = a.data.reshape(shape)
+    except ValueError:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) "
+                         f"into {shape}") from None
+    return _result(data, (a,), _reshape_backward)
+
+
+def _reshape_backward(g, out, ctx, a):
+    return (g.reshape(a.shape),)
+
+
+def transpose(a, *axes):
+    """Permute axes (default: reverse them), as ``np.transpose``."""
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = tuple(axes[0])
+    axes = tuple(range(a.ndim))[::-1] if not axes else axes
+    if sorted(ax % a.ndim if a.ndim else ax for ax in axes) != list(range(a.ndim)):
+        raise ValueError(f"transpose: axes {axes} are not a permutation of a {a.ndim}-D tensor's axes")
+    return _result(a.data.transpose(axes), (a,), _transpose_backward, tuple(np.argsort(axes)))
+
+
+def _transpose_backward(g, out, inverse, a):
+    return (g.transpose(inverse),)
+
+
+def broadcast_to(a, shape):
+    """``a`` repeated along broadcast axes to ``shape``; the gradient is summed back."""
+    shape = tuple(shape)
+    try:
+        data = np.broadcast_to(a.data, shape)
+    except ValueError:
+        raise ValueError(f"broadcast_to: shape {a.shape} cannot be broadcast to {shape}") from None
+    return _result(data, (a,), _broadcast_to_backward)
+
+
+def _broadcast_to_backward(g, out, ctx, a):
+    return (_unbroadcast(g, a.shape),)
+
+
+# ===================================================================== indexing
+def _normalise_index(index):
+    """Indices as NumPy takes them (Tensors and lists to arrays) and whether they are all basic."""
+    items = index if isinstance(index, tuple) else (index,)
+    basic = True
+    out = []
+    for item in items:
+        if isinstance(item, Tensor):
+            item = item.data
+        if isinstance(item, list):
+            item = np.asarray(item)
+        if isinstance(item, np.ndarray):
+            if item.dtype.kind not in "iub":
+                raise IndexError(f"index arrays must be integer or bool, got dtype {item.dtype}")
+            basic = False
+        elif not (item is None or item is Ellipsis or isinstance(item, (slice, int, np.integer))):
+            raise IndexError(f"unsupported index {item!r} of type {type(item).__name__}")
+        out.append(item)
+    return (tuple(out) if isinstance(index, tuple) else out[0]), basic
+
+
+def getitem(a, index):
+    """``a[index]``: basic slicing, integer arrays (repeated indices accumulate) and boolean masks."""
+    index, basic = _normalise_index(index)
+    try:
+        data = a.data[index]
+    except IndexError as error:
+        raise IndexError(f"index {index!r} into a tensor of shape {a.shape}: {error}") from None
+    return _result(data, (a,), _getitem_backward, (index, basic))
+
+
+def _getitem_backward(g, out, ctx, a):
+    index, basic = ctx
+    if type(g) is Tensor:
+        return (_scatter(g, index, basic, a.shape),)
+    return (IndexGrad(index, basic, g),)
+
+
+def _scatter(g, index, basic, shape):
+    """zeros(shape) with ``g`` added at ``index``: the graph-recording form of getitem's backward."""
+    data = np.zeros(shape, dtype=g.data.dtype)
+    IndexGrad(index, basic, g.data).add_into(data)
+    return _result(data, (g,), _scatter_backward, index)
+
+
+def _scatter_backward(g, out, index, source):
+    return (g[index],)
+
+
+def split(a, split_size_or_sections, axis=0):
+    """Pieces along ``axis``: an int gives pieces of that size (the last may be smaller), a list gives the sizes."""
+    length = a.shape[axis]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        if split_size_or_sections <= 0:
+            raise ValueError(f"split: the piece size must be positive, got {split_size_or_sections}")
+        sizes = [split_size_or_sections] * (length // split_size_or_sections)
+        if length % split_size_or_sections:
+            sizes.append(length % split_size_or_sections)
+    else:
+        sizes = list(split_size_or_sections)
+        if builtins.sum(sizes) != length:
+            raise ValueError(f"split: sizes {sizes} add up to {builtins.sum(sizes)}, "
+                             f"but axis {axis} has length {length}")
+    lead = (slice(None),) * (axis % a.ndim)
+    pieces, start = [], 0
+    for size in sizes:
+        pieces.append(getitem(a, lead + (slice(start, start + size),)))
+        start += size
+    return pieces
+
+
+def chunk(a, chunks, axis=0):
+    """``chunks`` pieces along ``axis`` of size ceil(length / chunks), as ``torch.chunk``."""
+    length = a.shape[axis]
+    return split(a, -(-length // chunks), axis)
+
+
+def concat(tensors, axis=0):
+    """Join tensors along an existing axis."""
+    tensors = _same_dtype(tensors, "concat")
+    try:
+        data = np.concatenate([t.data for t in tensors], axis=axis)
+    except ValueError:
+        raise ValueError(f"concat along axis {axis}: shapes {[t.shape for t in tensors]} do not match "
+                         f"off that axis") from None
+    ends = np.cumsum([t.shape[axis] for t in tensors])
+    return _result(data, tuple(tensors), _concat_backward, (axis % data.ndim, ends))
+
+
+def _concat_backward(g, out, ctx, *inputs):
+    axis, ends = ctx
+    lead = (slice(None),) * axis
+    return tuple(g[lead + (slice(end - x.shape[axis], end),)] for x, end in zip(inputs, ends))
+
+
+def stack(tensors, axis=0):
+    """Join same-shaped tensors along a new axis."""
+    tensors = _same_dtype(tensors, "stack")
+    try:
+        data = np.stack([t.data for t in tensors], axis=axis)
+    except ValueError:
+        raise ValueError(f"stack: all tensors need the same shape, got {[t.shape for t in tensors]}") from None
+    return _result(data, tuple(tensors), _stack_backward, axis % data.ndim)
+
+
+def _stack_backward(g, out, axis, *inputs):
+    lead = (slice(None),) * axis
+    return tuple(g[lead + (i,)] for i in range(len(inputs)))
+
+
+def _same_dtype(tensors, name):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError(f"{name}: needs at least one tensor")
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: item {i} is a {type(t).__name__}, not a Tensor")
+    dtypes = {t.data.dtype for t in tensors}
+    if len(dtypes) > 1:
+        raise TypeError(f"{name}: tensors have different dtypes {sorted(map(str, dtypes))}")
+    return tensors
+
+
+def where(condition, a, b):
+    """Elementwise ``a`` where ``condition`` else ``b`` (broadcasting); the condition is not differentiated."""
+    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    if cond.dtype != bool:
+        raise TypeError(f"where: the condition must be boolean, got dtype {cond.dtype}")
+    a, b = _operands(a, b, "where")
+    try:
+        data = np.where(cond, a.data, b.data)
+    except ValueError:
+        raise ValueError(f"where: condition {cond.shape}, {a.shape} and {b.shape} cannot be "
+                         f"broadcast together") from None
+    return _result(data, (a, b), _where_backward, cond)
+
+
+def _where_backward(g, out, cond, a, b):
+    return _unbroadcast(g * cond, a.shape), _unbroadcast(g * ~cond, b.shape)
+
+
+# ===================================================================== comparisons (no gradient)
+def _comparison(ufunc):
+    def compare(a, b):
+        a, b = _operands(a, b, ufunc.__name__)
+        try:
+            return _result(ufunc(a.data, b.data), (), None)
+        except ValueError:
+            raise _broadcast_error(ufunc.__name__, a, b) from None
+    return compare
+
+
+# ===================================================================== the Tensor's operators and methods
+Tensor.__add__ = add
+Tensor.__radd__ = lambda a, b: add(b, a)
+Tensor.__sub__ = sub
+Tensor.__rsub__ = lambda a, b: sub(b, a)
+Tensor.__mul__ = mul
+Tensor.__rmul__ = lambda a, b: mul(b, a)
+Tensor.__truediv__ = div
+Tensor.__rtruediv__ = lambda a, b: div(b, a)
+Tensor.__pow__ = pow
+Tensor.__rpow__ = lambda a, b: pow(_constant(b, a), a)
+Tensor.__matmul__ = matmul
+Tensor.__rmatmul__ = lambda a, b: matmul(b, a)
+Tensor.__neg__ = neg
+Tensor.__lt__ = _comparison(np.less)
+Tensor.__le__ = _comparison(np.less_equal)
+Tensor.__gt__ = _comparison(np.greater)
+Tensor.__ge__ = _comparison(np.greater_equal)
+Tensor.__eq__ = _comparison(np.equal)
+Tensor.__ne__ = _comparison(np.not_equal)
+Tensor.__getitem__ = getitem
+Tensor.exp = exp
+Tensor.log = log
+Tensor.tanh = tanh
+Tensor.sigmoid = sigmoid
+Tensor.relu = relu
+Tensor.abs = abs
+Tensor.__abs__ = abs
+Tensor.sqrt = sqrt
+Tensor.clip = clip
+Tensor.astype = astype
+Tensor.sum = sum
+Tensor.mean = mean
+Tensor.max = max
+Tensor.reshape = reshape
+Tensor.transpose = transpose
+Tensor.T = property(transpose)
+Tensor.broadcast_to = broadcast_to
+Tensor.split = split
+Tensor.chunk = chunk

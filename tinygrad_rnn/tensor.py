@@ -1,0 +1,385 @@
+"""Tensor: an ndarray plus what reverse-mode autodiff needs, and the backward walk.
+
+A Tensor made by an op remembers its inputs (``_parents``), the op's backward function
+(``_backward``) and whatever the op saved for it (``_ctx``). ``backward()`` walks that graph from
+the output towards the leaves in reverse creation order: every tensor carries a creation number
+(``_seq``), and a tensor is always created after its inputs, so popping the largest number first
+visits each tensor after all of its consumers, i.e. after its gradient is complete.
+
+Gradients flowing through the walk are plain ndarrays, so the first-order path builds no graph.
+With ``create_graph=True`` they are Tensors instead and every backward function runs on Tensors,
+recording the backward pass itself; that is what makes gradients of gradients work. Each op's
+backward is written once with operators and methods that ndarrays and Tensors share.
+
+The operators and methods (``+``, ``@``, ``exp``, ``sum``, ``__getitem__`` ...) are attached to
+Tensor at the end of ``ops.py``, next to the ops that implement them.
+"""
+import heapq
+import itertools
+
+import numpy as np
+
+__all__ = ["Tensor", "no_grad", "set_default_dtype", "get_default_dtype", "grad"]
+
+
+class _GradMode:
+    """Whether ops record the graph (switched off by ``no_grad``)."""
+
+    enabled = True
+
+
+_DEFAULT_DTYPE = [np.dtype(np.float32)]
+_next_seq = itertools.count().__next__
+
+
+def set_default_dtype(dtype):
+    """Set the dtype that Python scalars and lists become (float32 unless set)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"the default dtype must be a floating-point dtype, got {dtype}")
+    _DEFAULT_DTYPE[0] = dtype
+
+
+def get_default_dtype():
+    return _DEFAULT_DTYPE[0]
+
+
+class no_grad:
+    """Context manager and decorator: ops inside record no graph (results never require grad)."""
+
+    def __enter__(self):
+        self._previous = _GradMode.enabled
+        _GradMode.enabled = False
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self._previous
+
+    def __call__(self, fn):
+        def wrapper(*args, **kwargs):
+            with no_grad():
+                return fn(*args, **kwargs)
+
+        wrapper.__name__ = getattr(fn, "__name__", "wrapper")
+        wrapper.__doc__ = getattr(fn, "__doc__", None)
+        wrapper.__wrapped__ = fn
+        return wrapper
+
+
+class _HookHandle:
+    """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks, fn):
+        self._hooks, self._fn = hooks, fn
+
+    def remove(self):
+        if self._fn in self._hooks:
+            self._hooks.remove(self._fn)
+
+
+class IndexGrad:
+    """The gradient of ``parent[index]``: ``g`` to be added into a parent-shaped buffer at ``index``.
+
+    Ops that read part of a tensor (slices, split, chunk, integer indexing) return this from their
+    first-order backward instead of a parent-sized array of zeros, so that the pieces' gradients
+    all land in one buffer: a sequence split into T steps costs O(T), not O(T^2).
+    """
+
+    __slots__ = ("index", "basic", "g")
+
+    def __init__(self, index, basic, g):
+        self.index, self.basic, self.g = index, basic, g
+
+    def add_into(self, buffer):
+        if self.basic:
+            buffer[self.index] += self.g
+        else:  # integer arrays and masks: repeated indices accumulate
+            np.add.at(buffer, self.index, self.g)
+
+
+def _as_array(data, dtype):
+    if isinstance(data, np.ndarray):
+        return data if dtype is None or data.dtype == dtype else data.astype(dtype)
+    if isinstance(data, Tensor):
+        raise TypeError("Tensor(data) got a Tensor; use .detach() or .data to share or copy it")
+    if isinstance(data, np.generic):
+        return np.asarray(data, dtype=dtype)
+    try:
+        array = np.asarray(data, dtype=dtype if dtype is not None else _DEFAULT_DTYPE[0])
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"cannot make a Tensor from {type(data).__name__}: {error}") from None
+    return array
+
+
+class Tensor:
+    """An n-dimensional array that records the ops applied to it for reverse-mode autodiff.
+
+    ``Tensor(data, requires_grad=False, dtype=None)``: an ndarray keeps its dtype; Python scalars
+    and (nested) lists take the default dtype (float32 unless ``set_default_dtype`` says otherwise).
+    Only floating-point tensors can require gradients.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_ctx", "_seq",
+                 "_hooks", "_retain", "__weakref__")
+    __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operators
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        data = _as_array(data, None if dtype is None else np.dtype(dtype))
+        if data.dtype.kind not in "fiub":
+            raise TypeError(f"Tensor data must be numeric or bool, got dtype {data.dtype}")
+        if requires_grad and data.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require gradients, got dtype {data.dtype}")
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._parents = ()
+        self._backward = None
+        self._ctx = None
+        self._seq = _next_seq()
+        self._hooks = None
+        self._retain = False
+
+    # ---------------------------------------------------------------- construction by ops
+    @classmethod
+    def _result(cls, data, parents, backward, ctx=None):
+        """The output of an op: records (parents, backward, ctx) if any parent requires grad."""
+        out = object.__new__(cls)
+        out.data = data
+        out.grad = None
+        out._seq = _next_seq()
+        out._hooks = None
+        out._retain = False
+        if _GradMode.enabled:
+            for p in parents:
+                if p.requires_grad:
+                    out.requires_grad = True
+                    out._parents = parents
+                    out._backward = backward
+                    out._ctx = ctx
+                    return out
+        out.requires_grad = False
+        out._parents = ()
+        out._backward = None
+        out._ctx = None
+        return out
+
+    # ---------------------------------------------------------------- plain properties
+    shape = property(lambda self: self.data.shape)
+    ndim = property(lambda self: self.data.ndim)
+    dtype = property(lambda self: self.data.dtype)
+    size = property(lambda self: self.data.size)
+    is_leaf = property(lambda self: self._backward is None)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({np.array2string(self.data, prefix='Tensor(')}, dtype={self.data.dtype}{grad})"
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    __hash__ = object.__hash__  # == is elementwise, so hash by identity
+
+    def __bool__(self):
+        return bool(self.data)
+
+    def numpy(self):
+        """The underlying ndarray (shared, not copied)."""
+        return self.data
+
+    def item(self):
+        return self.data.item()
+
+    def detach(self):
+        """A Tensor sharing this data, cut off from the graph."""
+        return Tensor(self.data)
+
+    def requires_grad_(self, flag=True):
+        if not self.is_leaf:
+            raise RuntimeError("requires_grad can only be changed on a leaf tensor")
+        if flag and self.data.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.data.dtype}")
+        self.requires_grad = bool(flag)
+        return self
+
+    def retain_grad(self):
+        """Keep ``.grad`` on this non-leaf tensor after ``backward()`` (leaves always keep it)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad() on a tensor that does not require grad")
+        self._retain = True
+
+    def register_hook(self, fn):
+        """``fn(grad) -> grad or None`` runs when this tensor's gradient is complete.
+
+        A returned value replaces the gradient that flows on (and that a leaf stores). Returns a
+        handle whose ``remove()`` unregisters the hook.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that does not require grad")
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(fn)
+        return _HookHandle(self._hooks, fn)
+
+    # ---------------------------------------------------------------- backward
+    def backward(self, grad=None, create_graph=False):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        ``grad`` is the upstream gradient (same shape as self); it may be omitted for a
+        one-element tensor. With ``create_graph=True`` the backward pass is recorded, and each
+        leaf's ``.grad`` is then a Tensor that can itself be differentiated (as in PyTorch).
+        """
+        _walk([self], [grad], create_graph=create_graph, inputs=None)
+
+
+def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=False):
+    """The gradients of ``outputs`` w.r.t. ``inputs`` as Tensors, without touching any ``.grad``.
+
+    Like ``torch.autograd.grad``: ``outputs`` and ``inputs`` are Tensors or sequences of them;
+    ``grad_outputs`` defaults to ones for one-element outputs. With ``create_graph=True`` the
+    returned gradients carry a graph and can be differentiated again.
+    """
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor) or not x.requires_grad:
+            raise RuntimeError(f"grad(): input {i} is not a Tensor that requires grad")
+    found = _walk(outputs, list(grad_outputs), create_graph=create_graph, inputs=inputs)
+    result = []
+    for i, x in enumerate(inputs):
+        g = found.get(x)
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError(f"grad(): input {i} (shape {x.shape}) is not reachable from the "
+                                   f"outputs; pass allow_unused=True to get None for it")
+            result.append(None)
+        else:
+            result.append(g if isinstance(g, Tensor) else Tensor(g))
+    return tuple(result)
+
+
+def _root_gradient(t, g, create_graph):
+    if not isinstance(t, Tensor):
+        raise TypeError(f"backward() needs Tensors as outputs, got {type(t).__name__}")
+    if not t.requires_grad:
+        raise RuntimeError("backward() on a tensor that does not require grad (no input requires grad, "
+                           "or it was made under no_grad)")
+    if g is None:
+        if t.data.size != 1:
+            raise RuntimeError(f"backward() on a non-scalar tensor of shape {t.shape} needs grad= "
+                               f"(the upstream gradient, of the same shape)")
+        g = np.ones_like(t.data)
+    else:
+        if isinstance(g, Tensor) and create_graph:
+            if g.shape != t.shape:
+                raise ValueError(f"backward(): grad has shape {g.shape} but the tensor has shape {t.shape}")
+            return g  # the upstream gradient may itself be differentiated (gradgradcheck does)
+        g = g.data if isinstance(g, Tensor) else np.asarray(g, dtype=t.data.dtype)
+        if g.shape != t.shape:
+            raise ValueError(f"backward(): grad has shape {g.shape} but the tensor has shape {t.shape}")
+        if g.dtype != t.data.dtype:
+            g = g.astype(t.data.dtype)
+    return Tensor(g) if create_graph else g
+
+
+def _walk(roots, root_grads, create_graph, inputs):
+    """Propagate gradients from ``roots`` to every tensor that needs one.
+
+    ``grads`` holds each pending tensor's gradient. An array the walk allocated itself for a
+    tensor (a sum of two contributions, or a buffer for index gradients) is marked ``owned`` and
+    further contributions are added into it in place; any other array may be shared (an op can
+    pass its upstream gradient straight on), so it is never written to.
+
+    With ``inputs`` (the ``grad()`` function) no ``.grad`` is touched and the gradients of those
+    tensors are returned instead.
+    """
+    grads, owned, heap = {}, set(), []
+    capture = None if inputs is None else {x: None for x in inputs}
+    previous_mode = _GradMode.enabled
+    _GradMode.enabled = create_graph
+    try:
+        for t, g in zip(roots, root_grads):
+            _accumulate(grads, owned, heap, t, _root_gradient(t, g, create_graph), create_graph)
+        while heap:
+            t = heapq.heappop(heap)[1]
+            g = grads.pop(t)
+            t_owned = t in owned
+            if t_owned:
+                owned.discard(t)
+            if t._hooks:
+                for hook in tuple(t._hooks):
+                    replaced = hook(g)
+                    if replaced is not None:
+                        g = _checked_hook_result(t, replaced, create_graph)
+                        t_owned = False
+            if capture is not None:
+                if t in capture:
+                    capture[t] = g
+            elif t._backward is None or t._retain:
+                _store_grad(t, g, t_owned, create_graph)
+            if t._backward is None:
+                continue
+            parents = t._parents
+            if create_graph:
+                parent_grads = t._backward(g, t, t._ctx, *parents)
+            else:
+                parent_grads = t._backward(g, t.data, t._ctx, *[p.data for p in parents])
+            for p, pg in zip(parents, parent_grads):
+                if pg is not None and p.requires_grad:
+                    _accumulate(grads, owned, heap, p, pg, create_graph)
+    finally:
+        _GradMode.enabled = previous_mode
+    return capture
+
+
+def _accumulate(grads, owned, heap, p, pg, create_graph):
+    current = grads.get(p)
+    if type(pg) is IndexGrad:
+        if create_graph:
+            raise AssertionError("IndexGrad is a first-order gradient only")
+        if current is None:
+            current = np.zeros(p.data.shape, dtype=pg.g.dtype)
+            heapq.heappush(heap, (-p._seq, p))
+        elif p not in owned:
+            current = current.copy()
+        grads[p] = current
+        owned.add(p)
+        pg.add_into(current)
+    elif current is None:
+        grads[p] = pg
+        heapq.heappush(heap, (-p._seq, p))
+    elif create_graph:
+        grads[p] = current + pg
+    elif p in owned:
+        current += pg
+    else:
+        total = current + pg
+        grads[p] = total if type(total) is np.ndarray else np.asarray(total)  # 0-d sums are scalars
+        owned.add(p)
+
+
+def _store_grad(t, g, g_owned, create_graph):
+    """Leaves accumulate into ``.grad``; retained non-leaves too (an ndarray, or a Tensor with a graph)."""
+    if create_graph:
+        t.grad = g if t.grad is None else (t.grad if isinstance(t.grad, Tensor) else Tensor(t.grad)) + g
+    elif t.grad is None:
+        t.grad = g if g_owned and g.flags.writeable else np.array(g)
+    elif isinstance(t.grad, Tensor):  # left by an earlier create_graph backward
+        t.grad = t.grad.data + g
+    else:
+        t.grad += g
+
+
+def _checked_hook_result(t, replaced, create_graph):
+    if create_graph:
+        if not isinstance(replaced, Tensor):
+            replaced = Tensor(np.asarray(replaced, dtype=t.data.dtype))
+    else:
+        replaced = replaced.data if isinstance(replaced, Tensor) else np.asarray(replaced)
+    if replaced.shape != t.shape:
+        raise ValueError(f"a hook returned a gradient of shape {tuple(replaced.shape)} for a tensor of "
+                         f"shape {t.shape}; a hook must return None or the same shape")
+    return replaced
