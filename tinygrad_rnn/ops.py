@@ -80,7 +80,7 @@ def _expand(g, shape):
 
 
 def _log(x):
-    return x.log() if type(x) is Tensor else np.log(x)
+    return x.log() if isinstance(x, Tensor) else np.log(x)
 
 
 # ===================================================================== elementwise binary
@@ -169,7 +169,7 @@ def _pow_backward(g, out, ctx, a, b):
 
 def _needs_grad(x):
     """In a backward: whether input ``x`` is worth a gradient (ndarray inputs are decided by the walk)."""
-    return type(x) is not Tensor or x.requires_grad
+    return not isinstance(x, Tensor) or x.requires_grad
 
 
 def neg(a):
