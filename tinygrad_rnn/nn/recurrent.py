@@ -1,0 +1,269 @@
+"""Unrolling through time: ``Recurrent`` runs any Cell over a sequence; ``RNN``, ``LSTM`` and ``GRU``
+stack it in layers and directions with PyTorch's interface.
+
+Shapes: T steps, N batch, D input size, H hidden size, L layers, K directions (1 or 2).
+Sequences are time-major (T, N, D) unless ``batch_first`` (N, T, D); a 2-D input (T, D) is one
+unbatched sequence.
+
+``lengths`` (N,) gives each sequence's true length: for t >= lengths[n], row n's state stops
+changing and its outputs are zero, so the final state is each row's state at its own last step;
+the reverse direction starts at each row's own last element (as PyTorch's packed sequences).
+"""
+import numpy as np
+
+from ..ops import concat, stack, where
+from ..tensor import Tensor
+from .cells import Cell, GRUCell, LSTMCell, RNNCell, check_state
+from .layers import Dropout
+from .module import Module
+
+__all__ = ["Recurrent", "StackedRecurrent", "RNN", "LSTM", "GRU"]
+
+
+def _as_tensor(x, name):
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return Tensor(x)
+    raise TypeError(f"{name} must be a Tensor or ndarray, got {type(x).__name__}")
+
+
+def _check_lengths(lengths, steps, batch):
+    """``lengths`` as an int array (N,) with every entry in 1..T, or None when all are T."""
+    if lengths is None:
+        return None
+    lengths = np.asarray(lengths.data if isinstance(lengths, Tensor) else lengths)
+    if lengths.dtype.kind not in "iu" and not (lengths.dtype.kind == "f" and np.all(lengths == np.round(lengths))):
+        raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
+    lengths = lengths.astype(np.int64)
+    if lengths.shape != (batch,):
+        raise ValueError(f"lengths must have one entry per sequence: expected shape ({batch},), "
+                         f"got {lengths.shape}")
+    if lengths.size and (lengths.min() < 1 or lengths.max() > steps):
+        bad = lengths[(lengths < 1) | (lengths > steps)][0]
+        raise ValueError(f"lengths must be between 1 and the sequence length {steps}, got {bad}")
+    return None if np.all(lengths == steps) else lengths
+
+
+def _reverse_within_lengths(x, lengths):
+    """Row n's first lengths[n] steps in reverse order (padding stays put); x (T, N, ...).
+
+    The permutation is its own inverse, so the same call puts reversed outputs back in place.
+    """
+    steps, batch = x.shape[0], x.shape[1]
+    t = np.arange(steps)[:, None]
+    source = np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+    return x[source, np.arange(batch)[None, :]]
+
+
+def _map_state(fn, *states):
+    """Apply ``fn`` element by element to one or more states of the same structure."""
+    if isinstance(states[0], Tensor):
+        return fn(*states)
+    return tuple(fn(*parts) for parts in zip(*states))
+
+
+class Recurrent(Module):
+    """Unrolls a Cell through time: ``forward(x, state=None, lengths=None) -> (outputs, final_state)``.
+
+    x (T, N, D) (or (N, T, D) with ``batch_first``, or (T, D) unbatched); outputs (T, N, H') are
+    ``cell.output(state)`` after each step (H' whatever the cell emits); final_state has the
+    structure of ``cell.init_state(N)``. With ``reverse`` the sequence is read last step first
+    (outputs stay aligned with the input's time axis).
+
+    If the cell splits its step (``project_input`` + ``step``), the input projection of all T
+    steps is one matrix product before the loop. Each step then reads its slice of the
+    projection; the slices' gradients all land in one buffer.
+    """
+
+    def __init__(self, cell, batch_first=False, reverse=False):
+        super().__init__()
+        if not isinstance(cell, Cell):
+            raise TypeError(f"Recurrent needs an nn.Cell, got {type(cell).__name__}")
+        self.cell = cell
+        self.batch_first, self.reverse = batch_first, reverse
+
+    def forward(self, x, state=None, lengths=None):
+        x = _as_tensor(x, "input")
+        unbatched = x.ndim == 2
+        if unbatched:
+            x = x.reshape(x.shape[0], 1, x.shape[1])
+            if state is not None:
+                state = _map_state(lambda s: s.reshape((1,) + s.shape), state)
+        elif x.ndim != 3:
+            layout = "(N, T, D)" if self.batch_first else "(T, N, D)"
+            raise ValueError(f"{type(self.cell).__name__} sequence input must be {layout} or unbatched (T, D), "
+                             f"got shape {x.shape}")
+        elif self.batch_first:
+            x = x.transpose(1, 0, 2)
+        outputs, final = self.run(x, state, _check_lengths(lengths, x.shape[0], x.shape[1]))
+        if unbatched:
+            return outputs.reshape(outputs.shape[0], outputs.shape[2]), _map_state(lambda s: s.reshape(s.shape[1:]), final)
+        if self.batch_first:
+            outputs = outputs.transpose(1, 0, 2)
+        return outputs, final
+
+    def run(self, x, state, lengths):
+        """The unrolled loop on time-major x (T, N, D); ``lengths`` already checked (None: all full)."""
+        cell = self.cell
+        steps, batch = x.shape[0], x.shape[1]
+        if steps == 0:
+            raise ValueError("cannot run a recurrent layer over a sequence of length 0")
+        input_size = getattr(cell, "input_size", None)
+        if input_size is not None and x.shape[2] != input_size:
+            raise ValueError(f"{type(cell).__name__}: expected input size {input_size}, got {x.shape[2]} "
+                             f"(input shape {x.shape})")
+        expected = cell.init_state(batch)
+        if state is None:
+            state = expected
+        else:
+            check_state(cell, state, expected, "the initial state")
+        if self.reverse and lengths is not None:
+            x = _reverse_within_lengths(x, lengths)
+        inputs = cell.project_input(x) if cell.projects_input else x
+        advance = cell.step if cell.projects_input else cell.forward
+        order = range(steps - 1, -1, -1) if self.reverse and lengths is None else range(steps)
+        outputs = [None] * steps
+        for t in order:
+            new_state = advance(inputs[t], state)
+            if t == order[0]:
+                check_state(cell, new_state, expected, "forward() returned a state that")
+            if lengths is not None and t >= lengths.min():
+                active = (t < lengths)[:, None]
+                state = _map_state(lambda new, old: where(active, new, old), new_state, state)
+                outputs[t] = where(active, cell.output(state), 0.0)
+            else:
+                state = new_state
+                outputs[t] = cell.output(state)
+        outputs = stack(outputs)
+        if self.reverse and lengths is not None:
+            outputs = _reverse_within_lengths(outputs, lengths)
+        return outputs, state
+
+    def extra_repr(self):
+        return f"batch_first={self.batch_first}, reverse={self.reverse}"
+
+
+class StackedRecurrent(Module):
+    """Layers and directions of any cell, with PyTorch's RNN interface.
+
+    ``make_cell(input_size, layer, direction)`` builds each cell (direction 0 forward, 1 reverse).
+    ``forward(x, hx=None, lengths=None) -> (output, h_n)``: output (T, N, K*H) (the directions'
+    outputs side by side), h_n the final states stacked as (L*K, N, H) (a tuple of such for a
+    tuple state, e.g. (h_n, c_n)); hx likewise. Between layers, dropout with probability
+    ``dropout`` while training.
+
+    The cells' parameters are registered on this module as ``{name}_l{layer}`` and
+    ``{name}_l{layer}_reverse``: for the built-in cells exactly PyTorch's state_dict keys.
+    """
+
+    def __init__(self, make_cell, input_size, hidden_size, num_layers=1, batch_first=False, dropout=0.0,
+                 bidirectional=False):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.batch_first, self.bidirectional = batch_first, bidirectional
+        self.dropout = dropout
+        self._dropout = Dropout(dropout) if dropout > 0 and num_layers > 1 else None
+        directions = 2 if bidirectional else 1
+        self._layers = []  # per layer, one Recurrent per direction (not registered: names are flattened)
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * directions
+            runs = []
+            for direction in range(directions):
+                cell = make_cell(layer_input, layer, direction)
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                for name, param in cell.named_parameters():
+                    setattr(self, name.replace(".", "_") + suffix, param)
+                runs.append(Recurrent(cell, reverse=bool(direction)))
+            self._layers.append(runs)
+
+    def train(self, mode=True):
+        super().train(mode)
+        for runs in self._layers:
+            for run in runs:
+                run.train(mode)
+        return self
+
+    def forward(self, x, hx=None, lengths=None):
+        x = _as_tensor(x, "input")
+        unbatched = x.ndim == 2
+        if unbatched:
+            x = x.reshape(x.shape[0], 1, x.shape[1])
+        elif x.ndim != 3:
+            layout = "(N, T, D)" if self.batch_first else "(T, N, D)"
+            raise ValueError(f"{type(self).__name__}: input must be {layout} or unbatched (T, D), got shape {x.shape}")
+        elif self.batch_first:
+            x = x.transpose(1, 0, 2)
+        if x.shape[2] != self.input_size:
+            raise ValueError(f"{type(self).__name__}: expected input size {self.input_size}, got {x.shape[2]} "
+                             f"(input shape {x.shape})")
+        steps, batch = x.shape[0], x.shape[1]
+        lengths = _check_lengths(lengths, steps, batch)
+        initial = self._split_hx(hx, batch, unbatched)
+        finals, index = [], 0
+        for layer, runs in enumerate(self._layers):
+            if layer > 0 and self._dropout is not None:
+                x = self._dropout(x)
+            outs = []
+            for run in runs:
+                out, final = run.run(x, initial[index], lengths)
+                outs.append(out)
+                finals.append(final)
+                index += 1
+            x = outs[0] if len(outs) == 1 else concat(outs, axis=2)
+        h_n = _map_state(lambda *parts: stack(parts), *finals)
+        if unbatched:
+            return x.reshape(steps, x.shape[2]), _map_state(lambda s: s.reshape(s.shape[0], s.shape[2]), h_n)
+        if self.batch_first:
+            x = x.transpose(1, 0, 2)
+        return x, h_n
+
+    def _split_hx(self, hx, batch, unbatched):
+        """hx (L*K, N, H) (or a tuple of such) -> one initial state per cell; None -> None each."""
+        count = sum(len(runs) for runs in self._layers)
+        if hx is None:
+            return [None] * count
+        if isinstance(hx, np.ndarray):  # one array is one state part, not a sequence of them
+            hx = Tensor(hx)
+        cell = self._layers[0][0].cell
+        expected = _map_state(lambda s: Tensor(np.zeros((count,) + s.shape, dtype=s.dtype)), cell.init_state(batch))
+        if unbatched:
+            hx = _map_state(lambda s: _as_tensor(s, "hx").reshape(s.shape[0], 1, *s.shape[1:]), hx)
+        else:
+            hx = _map_state(lambda s: _as_tensor(s, "hx"), hx)
+        check_state(self, hx, expected, "hx")
+        return [_map_state(lambda s: s[i], hx) for i in range(count)]
+
+    def extra_repr(self):
+        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+                f"batch_first={self.batch_first}, dropout={self.dropout}, bidirectional={self.bidirectional}")
+
+
+class RNN(StackedRecurrent):
+    """Elman RNN layers: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), like ``torch.nn.RNN``."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=None):
+        super().__init__(lambda d, layer, direction: RNNCell(d, hidden_size, bias, nonlinearity, dtype),
+                         input_size, hidden_size, num_layers, batch_first, dropout, bidirectional)
+        self.nonlinearity = nonlinearity
+
+
+class LSTM(StackedRecurrent):
+    """LSTM layers (gate order i, f, g, o), like ``torch.nn.LSTM``: returns output, (h_n, c_n)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, dtype=None):
+        super().__init__(lambda d, layer, direction: LSTMCell(d, hidden_size, bias, dtype),
+                         input_size, hidden_size, num_layers, batch_first, dropout, bidirectional)
+
+
+class GRU(StackedRecurrent):
+    """GRU layers (gate order r, z, n), like ``torch.nn.GRU``."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, dtype=None):
+        super().__init__(lambda d, layer, direction: GRUCell(d, hidden_size, bias, dtype),
+                         input_size, hidden_size, num_layers, batch_first, dropout, bidirectional)
