@@ -143,14 +143,14 @@ def _div_backward(g, out, ctx, a, b):
 
 def pow(a, b):
     """a ** b: a number exponent, or a tensor exponent (then a must be positive where b needs grad)."""
-    if type(a) is Tensor and isinstance(b, (int, float)) and not isinstance(b, bool):
+    if isinstance(a, Tensor) and type(b) in (int, float):  # not np.float64: it would upcast float32
         return _result(a.data ** b, (a,), _pow_scalar_backward, b)
     a, b = _operands(a, b, "pow")
     try:
         data = a.data ** b.data
     except ValueError:
         raise _broadcast_error("pow", a, b) from None
-    return _result(data, (a, b), _pow_backward)
+    return _result(data, (a, b), _pow_backward, (a.requires_grad, b.requires_grad))
 
 
 def _pow_scalar_backward(g, out, exponent, a):
@@ -160,16 +160,12 @@ def _pow_scalar_backward(g, out, exponent, a):
     return (g * (exponent * a ** (exponent - 1)),)
 
 
-def _pow_backward(g, out, ctx, a, b):
-    # d(a^b)/da = b a^(b-1);  d(a^b)/db = a^b log(a)
-    ga = _unbroadcast(g * b * a ** (b - 1), a.shape)
-    gb = _unbroadcast(g * out * _log(a), b.shape) if _needs_grad(b) else None
+def _pow_backward(g, out, needs, a, b):
+    # d(a^b)/da = b a^(b-1);  d(a^b)/db = a^b log(a)  (only where needed: log(a) is NaN for a < 0)
+    need_a, need_b = needs
+    ga = _unbroadcast(g * b * a ** (b - 1), a.shape) if need_a else None
+    gb = _unbroadcast(g * out * _log(a), b.shape) if need_b else None
     return ga, gb
-
-
-def _needs_grad(x):
-    """In a backward: whether input ``x`` is worth a gradient (ndarray inputs are decided by the walk)."""
-    return not isinstance(x, Tensor) or x.requires_grad
 
 
 def neg(a):
@@ -293,9 +289,9 @@ def clip(a, low=None, high=None):
 
 
 def astype(a, dtype):
-    """A copy in another dtype; the gradient is cast back."""
+    """A copy in another dtype; the gradient is cast back (none flows through a non-float result)."""
     dtype = np.dtype(dtype)
-    return _result(a.data.astype(dtype), (a,), _astype_backward)
+    return _result(a.data.astype(dtype), (a,) if dtype.kind == "f" else (), _astype_backward)
 
 
 def _astype_backward(g, out, ctx, a):
@@ -374,8 +370,11 @@ def transpose(a, *axes):
     """Permute axes (default: reverse them), as ``np.transpose``."""
     if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
         axes = tuple(axes[0])
-    axes = tuple(range(a.ndim))[::-1] if not axes else axes
-    if sorted(ax % a.ndim if a.ndim else ax for ax in axes) != list(range(a.ndim)):
+    if not axes:
+        axes = tuple(range(a.ndim))[::-1]
+    else:  # non-negative, or the inverse permutation below would be wrong
+        axes = tuple(int(ax) + a.ndim if ax < 0 else int(ax) for ax in axes)
+    if sorted(axes) != list(range(a.ndim)):
         raise ValueError(f"transpose: axes {axes} are not a permutation of a {a.ndim}-D tensor's axes")
     return _result(a.data.transpose(axes), (a,), _transpose_backward, tuple(np.argsort(axes)))
 
@@ -449,7 +448,7 @@ def _scatter_backward(g, out, index, source):
 
 def split(a, split_size_or_sections, axis=0):
     """Pieces along ``axis``: an int gives pieces of that size (the last may be smaller), a list gives the sizes."""
-    length = a.shape[axis]
+    length = _axis_length(a, axis, "split")
     if isinstance(split_size_or_sections, (int, np.integer)):
         if split_size_or_sections <= 0:
             raise ValueError(f"split: the piece size must be positive, got {split_size_or_sections}")
@@ -471,8 +470,17 @@ def split(a, split_size_or_sections, axis=0):
 
 def chunk(a, chunks, axis=0):
     """``chunks`` pieces along ``axis`` of size ceil(length / chunks), as ``torch.chunk``."""
-    length = a.shape[axis]
+    length = _axis_length(a, axis, "chunk")
+    if chunks <= 0:
+        raise ValueError(f"chunk: the number of chunks must be positive, got {chunks}")
     return split(a, -(-length // chunks), axis)
+
+
+def _axis_length(a, axis, name):
+    """The length of ``a`` along ``axis``, or a clear error if there is no such axis."""
+    if not -a.ndim <= axis < a.ndim:
+        raise ValueError(f"{name}: axis {axis} is out of range for a tensor of shape {a.shape}")
+    return a.shape[axis]
 
 
 def concat(tensors, axis=0):
@@ -526,6 +534,8 @@ def where(condition, a, b):
     cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
     if cond.dtype != bool:
         raise TypeError(f"where: the condition must be boolean, got dtype {cond.dtype}")
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = Tensor(a)  # two constants: a number takes the default dtype
     a, b = _operands(a, b, "where")
     try:
         data = np.where(cond, a.data, b.data)

@@ -310,14 +310,14 @@ def _walk(roots, root_grads, create_graph, inputs):
             if t_owned:
                 owned.discard(t)
             if t._hooks:
+                t_owned = False  # a hook may keep the array it was shown: never write to it afterwards
                 for hook in tuple(t._hooks):
                     replaced = hook(g)
                     if replaced is not None:
                         g = _checked_hook_result(t, replaced, create_graph)
-                        t_owned = False
             if capture is not None:
                 if t in capture:
-                    capture[t] = g
+                    capture[t] = g if t_owned or create_graph else np.array(g)  # never aliased nor read-only
             elif t._backward is None or t._retain:
                 _store_grad(t, g, t_owned, create_graph)
             if t._backward is None:
@@ -344,7 +344,7 @@ def _accumulate(grads, owned, heap, p, pg, create_graph):
             current = np.zeros(p.data.shape, dtype=pg.g.dtype)
             heapq.heappush(heap, (-p._seq, p))
         elif p not in owned:
-            current = current.copy()
+            current = np.array(current)  # a copy, and an ndarray even if a 0-d sum left a NumPy scalar
         grads[p] = current
         owned.add(p)
         pg.add_into(current)
@@ -382,4 +382,7 @@ def _checked_hook_result(t, replaced, create_graph):
     if replaced.shape != t.shape:
         raise ValueError(f"a hook returned a gradient of shape {tuple(replaced.shape)} for a tensor of "
                          f"shape {t.shape}; a hook must return None or the same shape")
+    if replaced.dtype != t.data.dtype:
+        raise TypeError(f"a hook returned a gradient of dtype {replaced.dtype} for a tensor of dtype "
+                        f"{t.data.dtype}; a hook must keep the dtype")
     return replaced

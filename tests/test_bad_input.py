@@ -1,0 +1,255 @@
+"""Bad input gets a clear error naming what was wrong; extreme input gives no NaN and no warning."""
+import re
+import warnings
+
+import numpy as np
+import pytest
+from conftest import leaf
+
+import tinygrad_rnn as tr
+
+
+def shape_text(shape):
+    """How a shape appears in an error message, as a regular expression."""
+    return re.escape(str(tuple(shape)))
+
+
+# ===================================================================== shapes
+@pytest.mark.parametrize("a_shape, b_shape", [((2, 3), (4, 5)), ((3,), (4,)), ((2, 3), (2,)), ((2, 2, 3), (4, 3, 1))])
+def test_matmul_mismatch_names_both_shapes(a_shape, b_shape):
+    with pytest.raises(ValueError, match=f"matmul.*{shape_text(a_shape)}.*{shape_text(b_shape)}"):
+        tr.Tensor(np.ones(a_shape)) @ tr.Tensor(np.ones(b_shape))
+
+
+@pytest.mark.parametrize("op", ["+", "-", "*", "/", "**", "<", "=="])
+def test_broadcast_mismatch_names_both_shapes(op):
+    a, b = leaf(np.ones((2, 3))), leaf(np.ones((4,)))
+    with pytest.raises(ValueError, match=f"{shape_text((2, 3))} and {shape_text((4,))}.*broadcast"):
+        eval(f"a {op} b")
+
+
+def test_where_broadcast_mismatch_names_the_shapes():
+    with pytest.raises(ValueError, match=f"{shape_text((3,))}.*{shape_text((2,))}"):
+        tr.where(np.ones(3, bool), leaf(np.ones(2)), leaf(np.ones(2)))
+
+
+def test_concat_and_stack_mismatches_name_the_shapes():
+    a, b = leaf(np.ones((2, 3))), leaf(np.ones((2, 4)))
+    with pytest.raises(ValueError, match=re.escape("[(2, 3), (2, 4)]")):
+        tr.concat([a, b], axis=0)
+    with pytest.raises(ValueError, match=re.escape("[(2, 3), (2, 4)]")):
+        tr.stack([a, b])
+    with pytest.raises(ValueError, match="at least one"):
+        tr.concat([])
+    with pytest.raises(TypeError, match="item 1 is a ndarray"):
+        tr.stack([a, np.ones((2, 3))])
+
+
+def test_reshape_to_an_impossible_shape():
+    with pytest.raises(ValueError, match=f"{shape_text((2, 3))}.*6 elements.*{shape_text((4, 2))}"):
+        leaf(np.ones((2, 3))).reshape(4, 2)
+
+
+def test_bad_transpose_axes():
+    x = leaf(np.ones((2, 3, 4)))
+    for axes in [(0, 1), (0, 1, 1), (0, 1, 3), (0, 1, -4)]:
+        with pytest.raises(ValueError, match="not a permutation"):
+            x.transpose(axes)
+
+
+def test_bad_split_and_chunk_arguments():
+    x = leaf(np.ones((2, 5)))
+    with pytest.raises(ValueError, match="positive"):
+        x.split(0, axis=1)
+    with pytest.raises(ValueError, match=re.escape("[2, 2]") + ".*4.*length 5"):
+        x.split([2, 2], axis=1)
+    with pytest.raises(ValueError, match="positive"):
+        x.chunk(0)
+    with pytest.raises(ValueError, match=f"axis 2 is out of range.*{shape_text((2, 5))}"):
+        x.split(1, axis=2)
+    with pytest.raises(ValueError, match=f"axis -3 is out of range.*{shape_text((2, 5))}"):
+        x.chunk(2, axis=-3)
+
+
+def test_reduction_axis_out_of_range():
+    with pytest.raises(ValueError, match="axis 2 is out of range.*2 dimensions"):
+        leaf(np.ones((2, 3))).sum(axis=2)
+    with pytest.raises(ValueError, match="axis -3"):
+        leaf(np.ones((2, 3))).max(axis=(0, -3))
+
+
+@pytest.mark.parametrize("index, message", [
+    (5, f"index 5 .*{shape_text((3, 2))}"),
+    ((0, 0, 0), f"{shape_text((3, 2))}"),
+    (np.array([0, 3]), f"{shape_text((3, 2))}"),
+    (np.array([True, False]), f"{shape_text((3, 2))}"),
+    (1.5, "unsupported index 1.5"),
+    ("a", "unsupported index 'a'"),
+    (np.array([0.0, 1.0]), "integer or bool.*float64"),
+])
+def test_bad_index(index, message):
+    with pytest.raises(IndexError, match=message):
+        leaf(np.ones((3, 2)))[index]
+
+
+def test_a_float_tensor_is_not_an_index():
+    with pytest.raises(IndexError, match="integer or bool.*float32"):
+        leaf(np.ones(3))[tr.Tensor([0, 1])]
+
+
+# ===================================================================== backward, grad, hooks
+def test_backward_on_a_non_scalar_without_grad():
+    with pytest.raises(RuntimeError, match=f"non-scalar.*{shape_text((2, 3))}"):
+        (leaf(np.ones((2, 3))) * 2).backward()
+
+
+def test_backward_with_a_gradient_of_the_wrong_shape():
+    y = leaf(np.ones((2, 3))) * 2
+    with pytest.raises(ValueError, match=f"{shape_text((3, 2))}.*{shape_text((2, 3))}"):
+        y.backward(np.ones((3, 2)))
+    with pytest.raises(ValueError, match=f"{shape_text((3,))}.*{shape_text((2, 3))}"):
+        y.backward(tr.Tensor(np.ones(3)), create_graph=True)
+
+
+def test_backward_on_a_tensor_that_does_not_require_grad():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        tr.Tensor(np.ones(2)).sum().backward()
+    x = leaf(np.ones(2))
+    with tr.no_grad():
+        y = (x * 2).sum()
+    with pytest.raises(RuntimeError, match="no_grad"):
+        y.backward()
+
+
+def test_grad_of_an_input_that_does_not_require_grad():
+    x, c = leaf(np.ones(2)), tr.Tensor(np.ones(2))
+    with pytest.raises(RuntimeError, match="input 1"):
+        tr.grad((x * c).sum(), [x, c])
+
+
+def test_requires_grad_on_an_integer_tensor():
+    with pytest.raises(TypeError, match="floating-point.*int64"):
+        tr.Tensor(np.arange(3, dtype=np.int64), requires_grad=True)
+    with pytest.raises(TypeError, match="floating-point.*int32"):
+        tr.Tensor(np.arange(3, dtype=np.int32)).requires_grad_()
+
+
+def test_requires_grad_cannot_change_on_a_non_leaf():
+    with pytest.raises(RuntimeError, match="leaf"):
+        (leaf(np.ones(2)) * 2).requires_grad_(False)
+
+
+def test_hooks_and_retain_grad_need_a_tensor_that_requires_grad():
+    c = tr.Tensor(np.ones(2))
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        c.register_hook(lambda g: g)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        c.retain_grad()
+
+
+def test_a_hook_returning_the_wrong_shape():
+    x = leaf(np.ones((2, 3)))
+    x.register_hook(lambda g: g.sum(axis=0))
+    with pytest.raises(ValueError, match=f"hook.*{shape_text((3,))}.*{shape_text((2, 3))}"):
+        (x * 2).sum().backward()
+
+
+def test_a_hook_returning_another_dtype():
+    x = tr.Tensor(np.ones(2, np.float32), requires_grad=True)
+    x.register_hook(lambda g: g.astype(np.float64))
+    with pytest.raises(TypeError, match="hook.*float64.*float32"):
+        (x * 2).sum().backward()
+
+
+# ===================================================================== construction and operands
+@pytest.mark.parametrize("data, message", [
+    ("abc", "cannot make a Tensor from str"),
+    (np.array(["a"]), "dtype <U1"),
+    (np.array([object()]), "dtype object"),
+    ([[1, 2], [3]], "cannot make a Tensor from list"),
+    (np.array([1 + 2j]), "dtype complex128"),
+])
+def test_unusable_data(data, message):
+    with pytest.raises(TypeError, match=message):
+        tr.Tensor(data)
+
+
+def test_a_tensor_cannot_wrap_a_tensor():
+    with pytest.raises(TypeError, match="detach"):
+        tr.Tensor(tr.Tensor([1.0]))
+
+
+def test_unusable_operands():
+    x = leaf(np.ones(2))
+    with pytest.raises(TypeError, match="str"):
+        x + "a"
+    with pytest.raises(TypeError, match="NoneType"):
+        x * None
+    with pytest.raises(TypeError, match="dtype <U1"):
+        x + np.array(["a", "b"])
+
+
+def test_where_needs_a_boolean_condition():
+    with pytest.raises(TypeError, match="boolean.*float64"):
+        tr.where(np.ones(2), leaf(np.ones(2)), leaf(np.ones(2)))
+
+
+def test_gradcheck_on_a_function_returning_a_non_tensor():
+    x = leaf(np.ones(2))
+    with pytest.raises(TypeError, match="output 0 is a ndarray"):
+        tr.gradcheck(lambda t: t.data * 2, [x])
+    with pytest.raises(TypeError, match="output 1 is a float"):
+        tr.gradcheck(lambda t: (t * 2, 3.0), [x])
+    with pytest.raises(TypeError, match="output 0 is a ndarray"):
+        tr.gradgradcheck(lambda t: t.data * 2, [x])
+
+
+def test_gradcheck_without_an_input_that_requires_grad():
+    with pytest.raises(ValueError, match="requires_grad"):
+        tr.gradcheck(lambda t: t * 2, [tr.Tensor(np.ones(2))])
+    with pytest.raises(ValueError, match="requires_grad"):
+        tr.gradgradcheck(lambda t: t * 2, [tr.Tensor(np.ones(2))])
+
+
+def test_rel_error_of_different_shapes():
+    with pytest.raises(ValueError, match=f"{shape_text((2,))} and {shape_text((3,))}"):
+        tr.rel_error(np.ones(2), np.ones(3))
+
+
+# ===================================================================== extreme inputs
+EXTREMES = np.array([-1e4, -1000.0, -100.0, -30.0, 0.0, 30.0, 100.0, 1000.0, 1e4])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_and_tanh_at_extreme_inputs_give_no_nan_and_no_warning(dtype):
+    """sigmoid(±1000), tanh(±1e4), and inputs whose exp overflows, forward and backward."""
+    x = tr.Tensor(EXTREMES.astype(dtype), requires_grad=True)
+    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+        warnings.simplefilter("error")
+        s, t = x.sigmoid(), x.tanh()
+        (s.sum() + t.sum()).backward()
+        (second,) = tr.grad(tr.grad(s.sum() + t.sum(), x, create_graph=True)[0].sum(), x)
+    for values in (s.data, t.data, x.grad, second.data):
+        assert values.dtype == dtype and np.all(np.isfinite(values))
+    np.testing.assert_array_equal(s.data[[0, 1, 7, 8]], [0.0, 0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(t.data[[0, 1, 2, 6, 7, 8]], [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
+    assert s.data[4] == 0.5 and t.data[4] == 0.0
+    np.testing.assert_allclose(x.grad[[0, 1, 4, 7, 8]], [0.0, 0.0, 1.25, 0.0, 0.0])
+    # sigmoid'(±30) = e^-30 / (1 + e^-30)^2 ~ 9.4e-14 (at +30 it may round to 0 via 1 - σ)
+    assert np.all((x.grad[[3, 5]] >= 0) & (x.grad[[3, 5]] <= 1e-13))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_lstm_step_with_saturated_gates_stays_finite(dtype):
+    """Huge pre-activations through sigmoid and tanh gates: finite values and gradients, no warning."""
+    pre = tr.Tensor(np.array([[-1e4, 1e4, 500.0, -500.0]], dtype=dtype), requires_grad=True)
+    c = tr.Tensor(np.array([[2.0]], dtype=dtype), requires_grad=True)
+    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+        warnings.simplefilter("error")
+        i, f, g, o = pre.chunk(4, axis=1)
+        c_next = f.sigmoid() * c + i.sigmoid() * g.tanh()
+        h_next = o.sigmoid() * c_next.tanh()
+        (h_next.sum() + c_next.sum()).backward()
+    assert np.all(np.isfinite(pre.grad)) and np.all(np.isfinite(c.grad))
+    np.testing.assert_array_equal(c_next.data, [[2.0]])
+    np.testing.assert_array_equal(c.grad, [[1.0]])

@@ -1,0 +1,173 @@
+"""gradcheck itself: it passes on right gradients, fails loudly on wrong ones, and its pieces
+(numerical_grad, rel_error) agree with hand values and closed forms.
+
+The wrong ops are custom ops made in this file with ``Tensor._result(data, parents, backward)``.
+"""
+import warnings
+
+import numpy as np
+import pytest
+from conftest import FAST, leaf, seeds, shapes, smooth
+from hypothesis import given
+
+import tinygrad_rnn as tr
+from tinygrad_rnn import GradcheckError
+
+
+def sine_with_backward(backward):
+    """sin(x) as a custom op with the given backward(g, out, ctx, x)."""
+    return lambda x: tr.Tensor._result(np.sin(x.data), (x,), backward)
+
+
+def value_of(t):
+    """The array behind a backward argument (an ndarray, or a Tensor when create_graph=True)."""
+    return t.data if isinstance(t, tr.Tensor) else t
+
+
+#: d sin(x)/dx scaled by 1.1: wrong everywhere cos(x) is not 0
+sine_scaled_wrongly = sine_with_backward(lambda g, out, ctx, x: (g * np.cos(value_of(x)) * 1.1,))
+#: the right first derivative, but cos(x) taken as a constant: second derivatives are wrong
+sine_with_constant_derivative = sine_with_backward(lambda g, out, ctx, x: (g * np.cos(value_of(x)),))
+
+
+def reversed_identity(x):
+    """The identity as a custom op whose backward reverses g: right for g = ones, wrong as a Jacobian."""
+    return tr.Tensor._result(x.data.copy(), (x,), lambda g, out, ctx, x: (g[::-1],))
+
+
+# ===================================================================== passes on right gradients
+@FAST
+@given(shape=shapes(min_dims=1), seed=seeds)
+def test_passes_on_right_gradients(shape, seed):
+    rng = np.random.default_rng(seed)
+    a, b = leaf(smooth(rng, shape)), leaf(smooth(rng, shape))
+    assert tr.gradcheck(lambda a, b: (a * b).tanh() + a.exp() / (1 + b * b), [a, b])
+    def three_outputs(a, b):
+        return a.sigmoid(), a.reshape(-1) @ b.reshape(-1), a.reshape(-1, 1) @ b.reshape(1, -1)
+
+    assert tr.gradcheck(three_outputs, [a, b])
+
+
+def test_passes_with_an_unused_input_and_a_constant_input():
+    x, unused, constant = leaf([1.0, 2.0]), leaf([3.0]), tr.Tensor(np.array([0.5, 0.25]))
+    assert tr.gradcheck(lambda x, u, c: x * c, [x, unused, constant])
+
+
+def test_leaves_the_inputs_as_they_were():
+    values = np.array([[0.3, -1.2], [2.0, 0.7]])
+    x = leaf(values)
+    tr.gradcheck(lambda t: t.exp().sum(axis=1), [x])
+    tr.gradgradcheck(lambda t: t.exp().sum(axis=1), [x])
+    np.testing.assert_array_equal(x.data, values)
+    assert x.grad is None
+
+
+def test_accepts_a_single_tensor_and_ndarray_arguments():
+    x = leaf([0.5, 1.5])
+    assert tr.gradcheck(lambda t: t * t, x)
+    assert tr.gradcheck(lambda t, w: t * w, (x, np.array([2.0, 3.0])))
+
+
+# ===================================================================== fails on wrong gradients
+def test_fails_naming_the_output_and_the_input():
+    a, b = leaf([0.3, 0.9]), leaf([0.2, -0.4, 1.1])
+    with pytest.raises(GradcheckError, match=r"output 1 with respect to input 1 \(shape \(3,\)\)"):
+        tr.gradcheck(lambda a, b: (a * 2, sine_scaled_wrongly(b)), [a, b])
+    with pytest.raises(GradcheckError, match=r"output 0 with respect to input 0 \(shape \(2,\)\)"):
+        tr.gradcheck(lambda a, b: sine_scaled_wrongly(a) + b.sum(), [a, b])
+
+
+def test_the_failure_report_lists_the_worst_entries_with_both_values():
+    x = leaf([0.0, 1.0])
+    with pytest.raises(GradcheckError) as failure:
+        tr.gradcheck(sine_scaled_wrongly, [x])
+    report = str(failure.value)
+    assert "2 of 4 entries differ" in report
+    # the worst entry: d out[0] / d in[0] = cos(0) = 1, analytical 1.1
+    assert "d out[0] / d in[0]: analytical 1.1, numerical 1" in report
+
+
+def test_compares_full_jacobians_not_one_product():
+    """Reversing the gradient is invisible to backward(ones) but not to the Jacobian."""
+    x = leaf([1.0, 2.0, 3.0])
+    reversed_identity(x).backward(np.ones(3))
+    np.testing.assert_array_equal(x.grad, np.ones(3))
+    with pytest.raises(GradcheckError, match="output 0 with respect to input 0"):
+        tr.gradcheck(reversed_identity, [x])
+
+
+def test_raise_exception_false_returns_false():
+    x = leaf([0.3, 0.9])
+    assert tr.gradcheck(sine_scaled_wrongly, [x], raise_exception=False) is False
+    assert tr.gradgradcheck(sine_with_constant_derivative, [x], raise_exception=False) is False
+    assert tr.gradcheck(lambda t: t.tanh(), [x], raise_exception=False) is True
+
+
+def test_gradgradcheck_passes_first_order_right_but_second_order_wrong_ops_only_at_first_order():
+    x = leaf([0.3, 0.9, -1.4])
+    assert tr.gradcheck(sine_with_constant_derivative, [x])
+    with pytest.raises(GradcheckError, match="input 0"):
+        tr.gradgradcheck(sine_with_constant_derivative, [x])
+
+
+def test_gradgradcheck_with_given_upstream_gradients():
+    x = leaf([0.3, 0.9])
+    v = tr.Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    assert tr.gradgradcheck(lambda t: t.exp() * t, [x], grad_outputs=[v])
+    assert tr.gradgradcheck(lambda t: t.exp() * t, [x], grad_outputs=[np.array([1.0, -2.0])])
+
+
+def test_tolerances_decide():
+    """An analytical derivative 0.01 too large passes with atol 0.1 and fails with the defaults."""
+    off = sine_with_backward(lambda g, out, ctx, x: (g * (np.cos(value_of(x)) + 0.01),))
+    x = leaf([0.5])
+    assert tr.gradcheck(off, [x], atol=0.1)
+    assert not tr.gradcheck(off, [x], raise_exception=False)
+
+
+# ===================================================================== warnings and dtypes
+def test_warns_on_float32_inputs():
+    x = tr.Tensor(np.array([0.5, 1.0], np.float32), requires_grad=True)
+    with pytest.warns(UserWarning, match="input 0 is float32.*float64"):
+        tr.gradcheck(lambda t: t * 2, [x], eps=1e-2, atol=1e-3, rtol=1e-3)
+
+
+def test_no_warning_on_float64_inputs():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tr.gradcheck(lambda t: t * 2, [leaf([0.5, 1.0])])
+
+
+# ===================================================================== numerical_grad and rel_error
+@FAST
+@given(shape=shapes(), seed=seeds)
+def test_numerical_grad_matches_a_closed_form(shape, seed):
+    """d/dx sum(w * x^2 * y) = 2 x y w and d/dy = x^2 w."""
+    rng = np.random.default_rng(seed)
+    x, y, w = smooth(rng, shape), smooth(rng, shape), smooth(rng, shape)
+    gx, gy = tr.numerical_grad(lambda a, b: a * a * b, [tr.Tensor(x.copy()), tr.Tensor(y.copy())], grad_output=w)
+    np.testing.assert_allclose(gx, 2 * x * y * w, atol=1e-8)
+    np.testing.assert_allclose(gy, x * x * w, atol=1e-8)
+    # ndarray inputs reach fn as they are
+    (g_sum,) = tr.numerical_grad(lambda a: (tr.Tensor(a) ** 2).sum(), [x.copy()])
+    np.testing.assert_allclose(g_sum, 2 * x, atol=1e-8)
+
+
+@pytest.mark.parametrize("x, y, expected", [
+    ([1.0, 2.0], [1.0, 2.5], 0.5 / 4.5),
+    ([3.0], [-3.0], 1.0),
+    ([0.0, 0.0], [0.0, 0.0], 0.0),
+    ([1e-9], [0.0], 1e-9 / 1e-8),  # the denominator's floor
+    ([[2.0, 4.0]], [[1.0, 4.0]], 1.0 / 3.0),
+    ([], [], 0.0),
+    (5.0, 5.0, 0.0),
+])
+def test_rel_error_on_hand_values(x, y, expected):
+    """rel_error = max |x - y| / max(1e-8, |x| + |y|)."""
+    assert tr.rel_error(np.array(x), np.array(y)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_rel_error_is_symmetric_and_takes_tensors_and_float32():
+    a, b = np.array([1.0, -2.0, 3.0], np.float32), np.array([1.5, -2.0, 2.0], np.float32)
+    assert tr.rel_error(a, b) == tr.rel_error(b, a) == pytest.approx(0.5 / 2.5)
+    assert tr.rel_error(tr.Tensor(a), b) == tr.rel_error(a, b)
