@@ -17,7 +17,7 @@ import builtins
 
 import numpy as np
 
-from .tensor import IndexGrad, Tensor
+from .tensor import IndexGrad, ProductGrad, Tensor
 
 _result = Tensor._result
 
@@ -193,7 +193,10 @@ def matmul(a, b):
 def _matmul_backward(g, out, needs, a, b):
     need_a, need_b = needs
     if a.ndim == 2 and b.ndim == 2:  # the common case: (n, k) @ (k, m)
-        return (g @ b.T if need_a else None), (a.T @ g if need_b else None)
+        gb = None
+        if need_b:  # a^T g; first order: left as factors, so a weight used at T steps gets one product
+            gb = ProductGrad([a], [g]) if type(g) is np.ndarray else a.T @ g
+        return (g @ b.T if need_a else None), gb
     # promote vectors to matrices: a (k,) -> (1, k), b (k,) -> (k, 1); g gets the matching axes
     a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
     b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
@@ -241,12 +244,15 @@ def _tanh_backward(g, out, ctx, a):
 
 
 def sigmoid(a):
-    """σ(a) = 1 / (1 + e^-a), computed as exp(-log(1 + e^-a)) by ``logaddexp``: no overflow anywhere."""
-    s = np.negative(a.data.reshape(1) if a.data.ndim == 0 else a.data)
-    np.logaddexp(0, s, out=s)
-    np.negative(s, out=s)
-    np.exp(s, out=s)
-    return _result(s.reshape(a.shape), (a,), _sigmoid_backward)
+    """σ(a) = 1 / (1 + e^-a). Where e^-a overflows (a < -88 in float32) it is inf and σ exactly 0,
+    the correctly rounded value, so that overflow is expected and not reported."""
+    x = a.data
+    e = np.negative(x.reshape(1) if x.ndim == 0 else x)
+    with np.errstate(over="ignore"):
+        np.exp(e, out=e)
+    e += 1
+    np.reciprocal(e, out=e)
+    return _result(e.reshape(x.shape), (a,), _sigmoid_backward)
 
 
 def _sigmoid_backward(g, out, ctx, a):
@@ -381,6 +387,9 @@ def transpose(a, *axes):
 
 def _transpose_backward(g, out, inverse, a):
     return (g.transpose(inverse),)
+
+
+_transpose_backward.passes_product_grad = True  # a weight's gradient stays factored through W.T
 
 
 def broadcast_to(a, shape):

@@ -96,6 +96,38 @@ class IndexGrad:
             np.add.at(buffer, self.index, self.g)
 
 
+class ProductGrad:
+    """The gradient ``sum_i lefts[i]^T @ rights[i]`` of a matmul's right operand, not multiplied out yet.
+
+    A weight used at every time step (h_t @ W) receives one such term per step. Kept as factors,
+    the terms are summed by a single product when the weight's gradient is complete:
+    sum_t h_t^T g_t = [h_1; ...; h_T]^T [g_1; ...; g_T], one (K, T*N) @ (T*N, M) product instead
+    of T small ones and T additions. ``transpose`` passes through a transposed weight (h @ W.T):
+    (sum L^T R)^T = sum R^T L. Anything else gets ``value()``.
+    """
+
+    __slots__ = ("lefts", "rights")
+
+    def __init__(self, lefts, rights):
+        self.lefts, self.rights = lefts, rights
+
+    @property
+    def shape(self):
+        return self.lefts[0].shape[1], self.rights[0].shape[1]
+
+    def transpose(self, axes=None):
+        return ProductGrad(self.rights, self.lefts)
+
+    def extend(self, other):
+        self.lefts.extend(other.lefts)
+        self.rights.extend(other.rights)
+
+    def value(self):
+        if len(self.lefts) == 1:
+            return self.lefts[0].T @ self.rights[0]
+        return np.concatenate(self.lefts).T @ np.concatenate(self.rights)
+
+
 def _as_array(data, dtype):
     if isinstance(data, np.ndarray):
         return data if dtype is None or data.dtype == dtype else data.astype(dtype)
@@ -309,6 +341,9 @@ def _walk(roots, root_grads, create_graph, inputs):
             t_owned = t in owned
             if t_owned:
                 owned.discard(t)
+            if type(g) is ProductGrad and (t._hooks or t._retain or capture is not None
+                                           or not getattr(t._backward, "passes_product_grad", False)):
+                g, t_owned = g.value(), True
             if t._hooks:
                 t_owned = False  # a hook may keep the array it was shown: never write to it afterwards
                 for hook in tuple(t._hooks):
@@ -337,22 +372,32 @@ def _walk(roots, root_grads, create_graph, inputs):
 
 def _accumulate(grads, owned, heap, p, pg, create_graph):
     current = grads.get(p)
-    if type(pg) is IndexGrad:
-        if create_graph:
-            raise AssertionError("IndexGrad is a first-order gradient only")
-        if current is None:
-            current = np.zeros(p.data.shape, dtype=pg.g.dtype)
-            heapq.heappush(heap, (-p._seq, p))
-        elif p not in owned:
-            current = np.array(current)  # a copy, and an ndarray even if a 0-d sum left a NumPy scalar
-        grads[p] = current
-        owned.add(p)
-        pg.add_into(current)
-    elif current is None:
-        grads[p] = pg
+    if current is None:
         heapq.heappush(heap, (-p._seq, p))
-    elif create_graph:
+        if type(pg) is IndexGrad:
+            buffer = np.zeros(p.data.shape, dtype=pg.g.dtype)
+            pg.add_into(buffer)
+            grads[p] = buffer
+            owned.add(p)
+        else:
+            grads[p] = pg
+        return
+    if create_graph:
         grads[p] = current + pg
+        return
+    if type(current) is ProductGrad:
+        if type(pg) is ProductGrad:
+            current.extend(pg)
+            return
+        current = grads[p] = current.value()
+        owned.add(p)
+    elif type(pg) is ProductGrad:
+        pg = pg.value()
+    if type(pg) is IndexGrad:
+        if p not in owned:
+            current = grads[p] = np.array(current)  # a copy, and an ndarray even if a 0-d sum left a NumPy scalar
+            owned.add(p)
+        pg.add_into(current)
     elif p in owned:
         current += pg
     else:
