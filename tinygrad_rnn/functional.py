@@ -8,11 +8,11 @@ import numbers
 
 import numpy as np
 
-from .ops import where
+from .ops import linear, where
 from .random import default_generator
 from .tensor import Tensor, get_default_dtype
 
-__all__ = ["softmax", "log_softmax", "cross_entropy", "mse_loss", "dropout", "one_hot"]
+__all__ = ["linear", "softmax", "log_softmax", "cross_entropy", "mse_loss", "dropout", "one_hot"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 

@@ -210,6 +210,32 @@ def _matmul_backward(g, out, needs, a, b):
     return ga, gb
 
 
+def linear(x, weight, bias=None):
+    """x W^T + b, as ``torch.nn.functional.linear``: x (N, in), W (out, in), b (out,) -> (N, out).
+
+    One op instead of a transpose, a matmul and an add; W's gradient g^T x stays factored
+    (``ProductGrad``), so a weight applied at every time step gets its gradient in one product.
+    """
+    x, weight = _operands(x, weight, "linear")
+    if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[1]:
+        raise ValueError(f"linear: input {x.shape} and weight {weight.shape} do not match: expected "
+                         f"(N, in) and (out, in)")
+    data = x.data @ weight.data.T
+    if bias is None:
+        return _result(data, (x, weight), _linear_backward, x.requires_grad)
+    if bias.shape != (weight.shape[0],) or bias.dtype != weight.dtype:
+        raise ValueError(f"linear: bias {bias.shape} {bias.dtype} does not fit weight {weight.shape} {weight.dtype}")
+    data += bias.data
+    return _result(data, (x, weight, bias), _linear_backward, x.requires_grad)
+
+
+def _linear_backward(g, out, need_x, x, weight, bias=None):
+    # dx = g W;  dW = g^T x (first order: left as factors);  db = sum over the batch of g
+    gw = ProductGrad([g], [x]) if type(g) is np.ndarray else g.T @ x
+    gx = g @ weight if need_x else None
+    return (gx, gw) if bias is None else (gx, gw, g.sum(axis=0))
+
+
 def _swap_last(x):
     axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
     return x.transpose(axes)
@@ -429,6 +455,10 @@ def _normalise_index(index):
 
 def getitem(a, index):
     """``a[index]``: basic slicing, integer arrays (repeated indices accumulate) and boolean masks."""
+    if type(index) is int and a.ndim:  # the per-time-step read x[t]
+        if not -a.shape[0] <= index < a.shape[0]:
+            raise IndexError(f"index {index} is out of range for axis 0 of a tensor of shape {a.shape}")
+        return _result(a.data[index], (a,), _getitem_backward, (index, True))
     index, basic = _normalise_index(index)
     try:
         data = a.data[index]
@@ -472,7 +502,8 @@ def split(a, split_size_or_sections, axis=0):
     lead = (slice(None),) * (axis % a.ndim)
     pieces, start = [], 0
     for size in sizes:
-        pieces.append(getitem(a, lead + (slice(start, start + size),)))
+        index = lead + (slice(start, start + size),)
+        pieces.append(_result(a.data[index], (a,), _getitem_backward, (index, True)))
         start += size
     return pieces
 
@@ -605,7 +636,7 @@ Tensor.mean = mean
 Tensor.max = max
 Tensor.reshape = reshape
 Tensor.transpose = transpose
-Tensor.T = property(transpose)
+Tensor.T = property(lambda a: _result(a.data.T, (a,), _transpose_backward, (1, 0)) if a.ndim == 2 else transpose(a))
 Tensor.broadcast_to = broadcast_to
 Tensor.split = split
 Tensor.chunk = chunk

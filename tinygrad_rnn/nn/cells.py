@@ -18,6 +18,7 @@ weight_ih (G*H, D), weight_hh (G*H, H), bias_ih (G*H,), bias_hh (G*H,).
 """
 import numpy as np
 
+from ..ops import linear
 from ..tensor import Tensor, get_default_dtype
 from . import init
 from .module import Module, Parameter
@@ -130,18 +131,20 @@ class _GatedCell(Cell):
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
 
+    fold_hidden_bias = True  # b_hh can join b_ih in the projection (not for the GRU: b_hn sits inside r * (...))
+
     def project_input(self, x):
-        """x (..., D) -> x W_ih^T + b_ih (..., G*H), as one matrix product over all leading axes."""
+        """x (..., D) -> x W_ih^T + b_ih (+ b_hh when folded) (..., G*H), one product over all leading axes."""
         flat = x.reshape(-1, self.input_size) if x.ndim != 2 else x
-        projected = flat @ self.weight_ih.T
-        if self.bias_ih is not None:
-            projected = projected + self.bias_ih
+        bias = self.bias_ih
+        if bias is not None and self.fold_hidden_bias:
+            bias = bias + self.bias_hh
+        projected = linear(flat, self.weight_ih, bias)
         return projected.reshape(x.shape[:-1] + (projected.shape[-1],)) if x.ndim != 2 else projected
 
     def _recurrent_term(self, h):
-        """h W_hh^T + b_hh (N, G*H)."""
-        hh = h @ self.weight_hh.T
-        return hh if self.bias_hh is None else hh + self.bias_hh
+        """h W_hh^T (+ b_hh unless folded into the projection) (N, G*H)."""
+        return linear(h, self.weight_hh, None if self.fold_hidden_bias else self.bias_hh)
 
     def extra_repr(self):
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias}"
@@ -206,6 +209,7 @@ class GRUCell(_GatedCell):
     """
 
     gates = 3
+    fold_hidden_bias = False
 
     def step(self, projected, h):
         x_r, x_z, x_n = projected.chunk(3, axis=1)

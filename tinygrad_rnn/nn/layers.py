@@ -31,11 +31,9 @@ class Linear(Module):
 
     def forward(self, x):
         _check_features("Linear", x, self.in_features)
-        flat = x.reshape(-1, self.in_features) if x.ndim > 2 else x
-        y = flat @ self.weight.T
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(x.shape[:-1] + (self.out_features,)) if x.ndim > 2 else y
+        flat = x.reshape(-1, self.in_features) if x.ndim != 2 else x
+        y = F.linear(flat, self.weight, self.bias)
+        return y.reshape(x.shape[:-1] + (self.out_features,)) if x.ndim != 2 else y
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
