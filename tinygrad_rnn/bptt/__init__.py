@@ -3,7 +3,6 @@ against. One module per cell (rnn, lstm, gru), each with step_forward / step_bac
 forward / backward, plus the usual losses that start BPTT."""
 from . import gru, losses, lstm, rnn
 from ._sequence import BPTTGrads
+from .crosscheck import CrosscheckReport, crosscheck, run_check
 
-# crosscheck is added later
-
-__all__ = ["BPTTGrads", "gru", "losses", "lstm", "rnn"]
+__all__ = ["BPTTGrads", "CrosscheckReport", "crosscheck", "gru", "losses", "lstm", "rnn", "run_check"]
