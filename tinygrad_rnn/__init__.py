@@ -4,6 +4,6 @@ from .tensor import Tensor, get_default_dtype, grad, no_grad, set_default_dtype
 from .ops import concat, stack, where
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck, numerical_grad, rel_error
 from .random import manual_seed
-from . import functional, optim, nn, bptt, data
+from . import functional, optim, nn, bptt, data, gradflow, viz
 
 __version__ = "0.1.0"

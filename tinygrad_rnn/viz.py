@@ -1,0 +1,194 @@
+"""Looking at a graph the engine recorded: Graphviz DOT text, an image through ``dot``, a text summary.
+
+The graph of a tensor is everything reachable from it through ``_parents``. Its nodes are:
+
+- op outputs (a ``_backward``): labelled with the op's name, read off the backward function's name
+  (``_mul_backward`` -> "mul"; ops that share a backward share its name: relu, abs and clip are
+  "mask", mean is "sum"), and the shape;
+- parameters: leaves found in ``params`` (a Module, a {name: tensor} dict or (name, tensor) pairs),
+  labelled with their name. A parameter is one node however many steps use it; its use count is the
+  number of edges leaving it, and one used more than once is drawn as shared;
+- other leaves: "leaf (requires grad)" if they require grad, else "constant" (0-d) or "input".
+
+Only ops with an input that requires grad are recorded, so a slice of an input that needs no
+gradient is itself a leaf.
+"""
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .tensor import Tensor
+
+__all__ = ["to_dot", "render", "summary", "GraphCounts", "graph_counts"]
+
+
+def to_dot(loss, params=None):
+    """Graphviz DOT text of the graph of ``loss`` (see the module docstring); edges point from input to op."""
+    nodes, uses = _graph(loss)
+    names = _parameter_names(params)
+    ids = {t: f"n{k}" for k, t in enumerate(nodes)}
+    lines = ["digraph autograd {", "  rankdir=BT;",
+             '  node [fontname="Helvetica", fontsize=10, shape=box, style="rounded,filled", fillcolor=white];']
+    for t in nodes:
+        lines.append(f"  {ids[t]} [{_node_attributes(t, t is loss, names.get(t), uses[t])}];")
+    for t in nodes:
+        for parent in t._parents:
+            lines.append(f"  {ids[parent]} -> {ids[t]};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _node_attributes(t, is_root, name, use_count):
+    shape = str(tuple(t.shape))
+    if name is not None:
+        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+        if use_count > 1:
+            return (f'label="{escaped}\\n{shape}\\nparameter, used {use_count}x (shared)", '
+                    f'style="filled,bold", fillcolor="#9ecae1", peripheries=2')
+        return f'label="{escaped}\\n{shape}\\nparameter, used {use_count}x", fillcolor="#9ecae1"'
+    if t._backward is not None:
+        return f'label="{op_name(t)}\\n{shape}"' + (', fillcolor="#fdd0a2"' if is_root else "")
+    return f'label="{_leaf_kind(t)}\\n{shape}", shape=ellipse, fillcolor="#e5e5e5"'
+
+
+def render(loss, path, params=None):
+    """Draw the graph of ``loss`` to ``path`` with Graphviz's ``dot``; the format is the suffix (png, svg, pdf)."""
+    executable = shutil.which("dot")
+    if executable is None:
+        raise RuntimeError("render needs Graphviz's `dot` executable, which is not installed; install Graphviz, "
+                           "or write tinygrad_rnn.viz.to_dot(loss) to a .dot file and render it elsewhere")
+    path = Path(path)
+    image_format = path.suffix.lstrip(".") or "png"
+    done = subprocess.run([executable, f"-T{image_format}", "-o", str(path)], input=to_dot(loss, params),
+                          text=True, capture_output=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"dot could not write {path} as {image_format}: {done.stderr.strip()}")
+    return path
+
+
+@dataclass
+class GraphCounts:
+    """What ``summary`` reports, as numbers.
+
+    ops             Counter {op name: how many op outputs}
+    leaves          Counter {leaf kind: how many} (kinds as in the module docstring, but parameters)
+    parameter_uses  {parameter name: edges leaving it} for the parameters in the graph
+    step_parameter  the most used parameter, whose uses mark the time steps (None if none is used twice)
+    step_ops        the op names from one use of step_parameter up to the next, if every such
+                    period has the same sequence of ops (else None)
+    periods         how many such periods there are (uses - 1)
+    before, after   op outputs made before its first use, and from its last use on
+    """
+
+    ops: Counter
+    leaves: Counter
+    parameter_uses: dict
+    step_parameter: object = None
+    step_ops: object = None
+    periods: int = 0
+    before: int = 0
+    after: int = 0
+
+
+def graph_counts(loss, params=None):
+    """Count the graph of ``loss``: ops by name, leaves, parameter uses, and the ops per time step.
+
+    The time steps are read from the most used parameter: the ops made (in creation order) from one
+    of its uses to the next form a period; when every period is the same sequence of ops, that is
+    the per-step count. Nothing more is inferred: a cell that uses the parameter twice per step, or
+    steps that differ (e.g. masking by lengths), leave ``step_ops`` None.
+    """
+    nodes, uses = _graph(loss)
+    names = _parameter_names(params)
+    ops = [t for t in nodes if t._backward is not None]
+    counts = GraphCounts(
+        ops=Counter(op_name(t) for t in ops),
+        leaves=Counter(_leaf_kind(t) for t in nodes if t._backward is None and t not in names),
+        parameter_uses={names[t]: uses[t] for t in nodes if t in names})
+    if not counts.parameter_uses or max(counts.parameter_uses.values()) < 2:
+        return counts
+    counts.step_parameter = max(counts.parameter_uses, key=counts.parameter_uses.get)
+    param = next(t for t in nodes if names.get(t) == counts.step_parameter)
+    marks = sorted({t._seq for t in ops if any(p is param for p in t._parents)})
+    periods = [tuple(op_name(t) for t in ops if start <= t._seq < end) for start, end in zip(marks, marks[1:])]
+    counts.periods = len(periods)
+    counts.before = sum(t._seq < marks[0] for t in ops)
+    counts.after = sum(t._seq >= marks[-1] for t in ops)
+    if len(set(periods)) == 1:
+        counts.step_ops = periods[0]
+    return counts
+
+
+def summary(loss, params=None):
+    """A text summary of the graph of ``loss``: op counts, leaves, parameter uses, ops per time step."""
+    counts = graph_counts(loss, params)
+    total_ops = sum(counts.ops.values())
+    lines = [f"graph of a tensor of shape {tuple(loss.shape)}: {total_ops} op outputs, "
+             f"{sum(counts.leaves.values())} other leaves, {len(counts.parameter_uses)} parameters",
+             "ops: " + _counted(counts.ops),
+             "leaves: " + (_counted(counts.leaves) or "none")]
+    for name, used in counts.parameter_uses.items():
+        lines.append(f"parameter {name}: used {used}x" + (" (shared)" if used > 1 else ""))
+    if counts.step_parameter is not None:
+        uses = counts.parameter_uses[counts.step_parameter]
+        if counts.step_ops is None:
+            lines.append(f"per step: not derivable; the ops between the {uses} uses of {counts.step_parameter} "
+                         f"differ from one use to the next")
+        else:
+            lines.append(f"per step (from one use of {counts.step_parameter} to the next, the same in all "
+                         f"{counts.periods} periods between its {uses} uses): {len(counts.step_ops)} ops: "
+                         f"{_counted(Counter(counts.step_ops))}")
+            lines.append(f"  plus {counts.before} ops before its first use and {counts.after} from its last use on")
+    return "\n".join(lines)
+
+
+def op_name(t):
+    """The op that made ``t``, from its backward's name: ``_mul_backward`` -> "mul"."""
+    name = t._backward.__name__.lstrip("_")
+    return name[:-len("_backward")] if name.endswith("_backward") else name
+
+
+def _counted(counter):
+    return ", ".join(f"{name} {count}" for name, count in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _leaf_kind(t):
+    if t.requires_grad:
+        return "leaf (requires grad)"
+    return "constant" if t.ndim == 0 else "input"
+
+
+def _graph(root):
+    """(the tensors reachable from ``root`` in creation order, {tensor: edges leaving it})."""
+    if not isinstance(root, Tensor):
+        raise TypeError(f"expected a Tensor whose graph to show, got {type(root).__name__}")
+    seen, pending, uses = {root}, [root], Counter()
+    while pending:
+        for parent in pending.pop()._parents:
+            uses[parent] += 1
+            if parent not in seen:
+                seen.add(parent)
+                pending.append(parent)
+    return sorted(seen, key=lambda t: t._seq), uses
+
+
+def _parameter_names(params):
+    """{tensor: name} from a Module (named_parameters), a {name: tensor} dict, (name, tensor) pairs or None."""
+    if params is None:
+        return {}
+    if hasattr(params, "named_parameters"):
+        pairs = params.named_parameters()
+    elif isinstance(params, Mapping):
+        pairs = params.items()
+    else:
+        pairs = params
+    names = {}
+    for item in pairs:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Tensor)):
+            raise TypeError(f"params must be a Module, a {{name: Tensor}} dict or (name, Tensor) pairs; "
+                            f"got an item {item!r:.60}")
+        names.setdefault(item[1], str(item[0]))
+    return names
