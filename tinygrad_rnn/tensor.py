@@ -329,6 +329,7 @@ def _walk(roots, root_grads, create_graph, inputs):
     tensors are returned instead.
     """
     grads, owned, heap = {}, set(), []
+    heappop, heappush = heapq.heappop, heapq.heappush
     capture = None if inputs is None else {x: None for x in inputs}
     previous_mode = _GradMode.enabled
     _GradMode.enabled = create_graph
@@ -336,7 +337,7 @@ def _walk(roots, root_grads, create_graph, inputs):
         for t, g in zip(roots, root_grads):
             _accumulate(grads, owned, heap, t, _root_gradient(t, g, create_graph), create_graph)
         while heap:
-            t = heapq.heappop(heap)[1]
+            t = heappop(heap)[1]
             g = grads.pop(t)
             t_owned = t in owned
             if t_owned:
@@ -364,7 +365,11 @@ def _walk(roots, root_grads, create_graph, inputs):
                 parent_grads = t._backward(g, t.data, t._ctx, *[p.data for p in parents])
             for p, pg in zip(parents, parent_grads):
                 if pg is not None and p.requires_grad:
-                    _accumulate(grads, owned, heap, p, pg, create_graph)
+                    if type(pg) is np.ndarray and p not in grads:  # the common case, inlined
+                        grads[p] = pg
+                        heappush(heap, (-p._seq, p))
+                    else:
+                        _accumulate(grads, owned, heap, p, pg, create_graph)
     finally:
         _GradMode.enabled = previous_mode
     return capture
