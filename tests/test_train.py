@@ -1,0 +1,326 @@
+"""Tests of tinygrad_rnn.train: checkpoints, resuming, truncated BPTT and the training loops, each
+checked against an explicit computation (a hand-run of the windows, scoring streams one by one)."""
+import math
+import os
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import tinygrad_rnn.functional as F
+import tinygrad_rnn.optim as optim
+import tinygrad_rnn.train as train_module
+from tinygrad_rnn.data import CharVocab, load_sentiment, stream_batches, train_val_split
+from tinygrad_rnn.models import CharLM, SentimentClassifier, detach_state
+from tinygrad_rnn.random import manual_seed
+from tinygrad_rnn.tensor import Tensor
+from tinygrad_rnn.train import (CheckpointError, TrainingDiverged, best_checkpoint_path, evaluate_char_lm,
+                                load_checkpoint, save_checkpoint, sentiment_accuracy, train_char_lm,
+                                train_sentiment)
+
+TEXT = "the cat sat on the mat. the dog sat on the log.\n" * 12
+SMALL = dict(seq_len=5, batch_size=3, hidden_size=6, embedding_dim=4, val_fraction=0.2, log=lambda line: None)
+
+
+def state_arrays(state):
+    return [state.data] if isinstance(state, Tensor) else [s.data for s in state]
+
+
+# ===================================================================== checkpoints
+def test_checkpoint_round_trip_keeps_model_vocab_optimizer_and_meta(tmp_path):
+    manual_seed(0)
+    model = CharLM(7, hidden_size=5, embedding_dim=3, cell="gru", num_layers=2)
+    vocab = CharVocab("abcdefg")
+    opt = optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.9))
+    logits, state = model(np.array([[0, 1], [2, 3]]))
+    F.cross_entropy(logits, np.array([[1, 2], [3, 4]])).backward()
+    opt.step()
+    path = tmp_path / "run.npz"
+    save_checkpoint(path, model, vocab, opt, step=12, best_val_loss=1.5, carried_state=state,
+                    training={"batch_size": 2})
+    loaded, loaded_vocab, opt_state, meta = load_checkpoint(path)
+    assert type(loaded) is CharLM and loaded.config() == model.config()
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[name], value)
+    assert loaded_vocab == vocab
+    expected = opt.state_dict()
+    assert opt_state["optimizer"] == "Adam" and opt_state["hyperparameters"] == expected["hyperparameters"]
+    assert set(opt_state["state"]) == set(expected["state"])  # integer keys stay integers
+    for index, entry in expected["state"].items():
+        assert opt_state["state"][index]["step"] == entry["step"]
+        np.testing.assert_array_equal(opt_state["state"][index]["exp_avg_sq"], entry["exp_avg_sq"])
+    fresh = optim.Adam(loaded.parameters())
+    fresh.load_state_dict(opt_state)  # the optimizer takes the state back as it is
+    assert meta["step"] == 12 and meta["best_val_loss"] == 1.5 and meta["training"] == {"batch_size": 2}
+    np.testing.assert_array_equal(meta["carried_state"], state.data)
+
+
+def test_a_checkpoint_of_another_shape_names_the_mismatched_keys(tmp_path):
+    path = tmp_path / "run.npz"
+    save_checkpoint(path, CharLM(7, hidden_size=5), CharVocab("abcdefg"))
+    with pytest.raises(CheckpointError, match="rnn.weight_hh_l0: expected shape \\(32, 8\\), got \\(20, 5\\)"):
+        load_checkpoint(path, model=CharLM(7, hidden_size=8))
+    with pytest.raises(CheckpointError, match="missing key: rnn.weight_ih_l1"):
+        load_checkpoint(path, model=CharLM(7, hidden_size=5, num_layers=2))
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path):
+    path = tmp_path / "weights.npz"
+    CharLM(5, hidden_size=3).save(path)
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        load_checkpoint(tmp_path / "missing.npz")
+
+
+def test_a_model_with_non_finite_weights_is_never_saved(tmp_path):
+    path = tmp_path / "run.npz"
+    model = CharLM(5, hidden_size=3)
+    save_checkpoint(path, model, step=1)
+    model.decoder.bias.data[2] = np.nan
+    with pytest.raises(ValueError, match="decoder.bias"):
+        save_checkpoint(path, model, step=2)
+    assert load_checkpoint(path)[3]["step"] == 1
+
+
+def test_best_checkpoint_path_sits_next_to_the_checkpoint():
+    assert best_checkpoint_path(os.path.join("runs", "lm.npz")) == os.path.join("runs", "lm.best.npz")
+
+
+# ===================================================================== resuming
+def test_resuming_continues_exactly_as_an_unbroken_run(tmp_path):
+    settings = dict(SMALL, eval_every=1, seed=4)
+    straight = train_char_lm(TEXT, steps=3, checkpoint=tmp_path / "straight.npz", **settings)
+    train_char_lm(TEXT, steps=1, checkpoint=tmp_path / "resumed.npz", **settings)
+    resumed = train_char_lm(TEXT, steps=3, checkpoint=tmp_path / "resumed.npz", resume=True, **settings)
+    assert resumed.step == straight.step == 3
+    for name, value in straight.model.state_dict().items():
+        np.testing.assert_array_equal(resumed.model.state_dict()[name], value, err_msg=name)
+    _, _, straight_opt, straight_meta = load_checkpoint(tmp_path / "straight.npz")
+    _, _, resumed_opt, resumed_meta = load_checkpoint(tmp_path / "resumed.npz")
+    for index, entry in straight_opt["state"].items():
+        assert resumed_opt["state"][index]["step"] == entry["step"] == 3
+        np.testing.assert_array_equal(resumed_opt["state"][index]["exp_avg"], entry["exp_avg"])
+    for got, expected in zip(resumed_meta["carried_state"], straight_meta["carried_state"]):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_resume_errors_name_the_problem(tmp_path):
+    path = tmp_path / "run.npz"
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train_char_lm(TEXT, steps=1, checkpoint=path, resume=True, **SMALL)
+    with pytest.raises(ValueError, match="needs the checkpoint path"):
+        train_char_lm(TEXT, steps=1, resume=True, **SMALL)
+    train_char_lm(TEXT, steps=1, checkpoint=path, **SMALL)
+    with pytest.raises(ValueError, match="vocabulary.*'Z'"):
+        train_char_lm(TEXT + "Z", steps=2, checkpoint=path, resume=True, **SMALL)
+    with pytest.raises(CheckpointError, match="rnn.weight_hh_l0"):
+        train_char_lm(TEXT, steps=2, checkpoint=path, resume=True, **dict(SMALL, hidden_size=7))
+    with pytest.raises(CheckpointError, match="Adam optimizer"):
+        train_char_lm(TEXT, steps=2, checkpoint=path, resume=True, optimizer="sgd", **SMALL)
+
+
+# ===================================================================== interrupted writes and divergence
+def test_a_run_killed_while_writing_a_checkpoint_leaves_the_previous_one_whole(tmp_path, monkeypatch):
+    path = tmp_path / "run.npz"
+    train_char_lm(TEXT, steps=2, checkpoint=path, **dict(SMALL, eval_every=2))
+    before = path.read_bytes()
+    real_savez = np.savez
+
+    def killed_while_writing(file, **arrays):
+        real_savez(file, **arrays)
+        file.truncate(100)  # part of the archive is on disk, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", killed_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        train_char_lm(TEXT, steps=4, checkpoint=path, resume=True, **dict(SMALL, eval_every=2))
+    assert path.read_bytes() == before
+    assert load_checkpoint(path)[3]["step"] == 2
+    assert sorted(os.listdir(tmp_path)) == ["run.best.npz", "run.npz"]  # no temporary file left behind
+
+
+def test_a_non_finite_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "run.npz"
+    real_cross_entropy = F.cross_entropy
+    training_losses = []
+
+    def nan_at_the_third_step(logits, targets, **kwargs):
+        loss = real_cross_entropy(logits, targets, **kwargs)
+        if loss.requires_grad:  # a training step, not a validation pass
+            training_losses.append(loss)
+            if len(training_losses) == 3:
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(F, "cross_entropy", nan_at_the_third_step)
+    with pytest.raises(TrainingDiverged, match="at step 3: the loss is nan.*step 2.*kept") as caught:
+        train_char_lm(TEXT, steps=6, checkpoint=path, **dict(SMALL, eval_every=1))
+    assert caught.value.step == 3
+    model, _, _, meta = load_checkpoint(path)
+    assert meta["step"] == 2
+    assert all(np.isfinite(value).all() for value in model.state_dict().values())
+
+
+def test_a_non_finite_gradient_stops_before_the_update(tmp_path, monkeypatch):
+    path = tmp_path / "run.npz"
+    monkeypatch.setattr(optim, "clip_grad_norm_", lambda params, max_norm: float("inf"))
+    with pytest.raises(TrainingDiverged, match="at step 1: the gradient norm is inf.*nothing was saved"):
+        train_char_lm(TEXT, steps=3, checkpoint=path, **SMALL)
+    assert not path.exists()
+
+
+# ===================================================================== truncated BPTT
+def windows_of(text, batch_size, seq_len, val_fraction):
+    vocab = CharVocab(text)
+    train_ids, _ = train_val_split(vocab.encode(text), val_fraction)
+    return vocab, list(stream_batches(train_ids, batch_size, seq_len))
+
+
+def test_the_carried_state_is_detached_so_window_two_sends_no_gradient_to_window_one():
+    manual_seed(2)
+    model = CharLM(6, hidden_size=4, embedding_dim=3)
+    ids = np.random.default_rng(0).integers(0, 6, size=(8, 2))
+    _, state = model(ids[:4])
+    reached = []
+    for part in state:
+        part.register_hook(lambda grad: reached.append(grad))
+    logits, _ = model(ids[4:], detach_state(state))
+    F.cross_entropy(logits, ids[4:]).backward()
+    assert reached == []
+    logits, _ = model(ids[4:], state)  # without the detach it would reach window one
+    F.cross_entropy(logits, ids[4:]).backward()
+    assert len(reached) == 2
+
+
+def test_two_training_steps_equal_an_explicit_run_of_the_two_windows():
+    settings = dict(SMALL, optimizer="sgd", lr=0.5, clip=1e9, seed=9)
+    result = train_char_lm(TEXT, steps=2, **settings)
+
+    vocab, windows = windows_of(TEXT, settings["batch_size"], settings["seq_len"], settings["val_fraction"])
+    manual_seed(9)
+    model = CharLM(len(vocab), settings["hidden_size"], settings["embedding_dim"])
+    (x1, y1), (x2, y2) = windows[:2]
+    logits, state = model(x1)
+    F.cross_entropy(logits, y1).backward()
+    for p in model.parameters():
+        p.data -= 0.5 * p.grad
+        p.grad = None
+    constant = tuple(Tensor(s.data.copy()) for s in state)  # window one's final state, as plain numbers
+    logits, _ = model(x2, constant)
+    F.cross_entropy(logits, y2).backward()
+    for p in model.parameters():
+        p.data -= 0.5 * p.grad
+    for name, value in model.state_dict().items():
+        np.testing.assert_allclose(result.model.state_dict()[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_the_carried_state_is_that_of_one_unbroken_run(tmp_path):
+    settings = dict(SMALL, optimizer="sgd", lr=0.0, seed=5, eval_every=3)
+    path = tmp_path / "run.npz"
+    result = train_char_lm(TEXT, steps=3, checkpoint=path, **settings)
+    _, windows = windows_of(TEXT, settings["batch_size"], settings["seq_len"], settings["val_fraction"])
+    whole = np.concatenate([inputs for inputs, _ in windows[:3]])  # (3 S, B): each stream unbroken
+    _, state = result.model(whole)
+    carried = load_checkpoint(path)[3]["carried_state"]
+    for got, expected in zip(carried, state_arrays(state)):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_new_epoch_starts_the_streams_from_the_zero_state(tmp_path):
+    settings = dict(SMALL, optimizer="sgd", lr=0.0, seed=5)
+    _, windows = windows_of(TEXT, settings["batch_size"], settings["seq_len"], settings["val_fraction"])
+    path = tmp_path / "run.npz"
+    result = train_char_lm(TEXT, steps=len(windows) + 1, checkpoint=path, **settings)
+    _, state = result.model(windows[0][0])  # the first window again, from zeros
+    for got, expected in zip(load_checkpoint(path)[3]["carried_state"], state_arrays(state)):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+# ===================================================================== evaluation and learning
+@pytest.mark.parametrize("batch_size, seq_len", [(1, 200), (3, 7)])
+def test_validation_loss_is_the_mean_score_of_the_streams(batch_size, seq_len):
+    manual_seed(1)
+    vocab = CharVocab(TEXT)
+    model = CharLM(len(vocab), hidden_size=5, dtype=np.float64)
+    ids = vocab.encode(TEXT[:400])
+    length = (len(ids) // batch_size - 1) // seq_len * seq_len + 1  # each stream: whole windows + 1
+    streams = ids[:batch_size * length].reshape(batch_size, length)
+    expected = np.mean([model.score(vocab.decode(stream), vocab)["nats_per_char"] for stream in streams])
+    assert evaluate_char_lm(model, ids, batch_size, seq_len) == pytest.approx(expected, rel=1e-10)
+
+
+def test_training_beats_the_unigram_baseline_and_logs_progress_and_samples():
+    lines = []
+    result = train_char_lm(TEXT, steps=60, seq_len=8, batch_size=4, hidden_size=24, lr=0.02, val_fraction=0.2,
+                           eval_every=30, log_every=20, sample_every=60, sample_length=30, log=lines.append, seed=0)
+    assert result.step == 60 and [entry["step"] for entry in result.history] == [30, 60]
+    assert result.val_loss < 0.5 * result.unigram_loss
+    assert result.best_val_loss == min(entry["val_loss"] for entry in result.history)
+    assert any("chars/s" in line and line.startswith("step 20/60") for line in lines)
+    assert any("unigram baseline" in line and line.startswith("step 60: validation") for line in lines)
+    assert any(line.startswith("--- sample at step 60 ---") for line in lines)
+
+
+def test_progress_goes_to_a_tqdm_bar_when_tqdm_is_installed(monkeypatch):
+    made = []
+
+    class FakeBar:
+        def __init__(self, total, initial, unit):
+            self.total, self.count, self.postfix, self.closed, self.written = total, initial, [], False, []
+            made.append(self)
+
+        def update(self, n):
+            self.count += n
+
+        def set_postfix_str(self, text):
+            self.postfix.append(text)
+
+        def write(self, text):
+            self.written.append(text)
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=FakeBar))
+    train_char_lm(TEXT, steps=4, log_every=2, eval_every=4, progress=True, log=print,
+                  **{k: v for k, v in SMALL.items() if k != "log"})
+    (bar,) = made
+    assert bar.total == 4 and bar.count == 4 and bar.closed
+    assert len(bar.postfix) == 2 and "chars/s" in bar.postfix[0]
+    assert any(line.startswith("step 4: validation") for line in bar.written)
+
+
+def test_bad_training_arguments_are_named():
+    with pytest.raises(ValueError, match="steps or epochs, not both"):
+        train_char_lm(TEXT, steps=2, epochs=1, **SMALL)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        train_char_lm(TEXT, optimizer="lbfgs", **SMALL)
+    with pytest.raises(ValueError, match="too short"):
+        train_char_lm("abcdefgh" * 2, steps=1, **SMALL)
+    with pytest.raises(ValueError, match="eval_every must be a positive integer"):
+        train_char_lm(TEXT, steps=1, eval_every=0, **SMALL)
+    with pytest.raises(ValueError, match="clip .* must be a positive number, got 0"):
+        train_char_lm(TEXT, steps=1, clip=0, **SMALL)
+
+
+def test_epochs_count_passes_over_the_windows():
+    _, windows = windows_of(TEXT, SMALL["batch_size"], SMALL["seq_len"], SMALL["val_fraction"])
+    assert train_char_lm(TEXT, epochs=2, **SMALL).step == 2 * len(windows)
+
+
+# ===================================================================== sentiment
+def test_the_sentiment_classifier_reaches_full_test_accuracy():
+    lines = []
+    assert train_sentiment(3, log=lines.append) == 1.0
+    assert len(lines) == 3 and lines[-1].startswith("epoch 3:") and "test accuracy 100.0%" in lines[-1]
+
+
+def test_the_sentiment_accuracy_is_the_fraction_of_correct_argmaxes():
+    manual_seed(0)
+    test = load_sentiment("test")
+    model = SentimentClassifier(len(test.vocab), embedding_dim=4, hidden_size=5)
+    predictions = [int(np.argmax(model(test.ids[i:i + 1, :length]).data)) for i, length in enumerate(test.lengths[:40])]
+    subset = type(test)(test.ids[:40], test.lengths[:40], test.labels[:40], test.sentences[:40], test.vocab)
+    assert sentiment_accuracy(model, subset) == np.mean(np.array(predictions) == test.labels[:40])

@@ -1,0 +1,216 @@
+"""The ``tinygrad-rnn`` command (also ``python -m tinygrad_rnn``).
+
+    tinygrad-rnn train      train a character language model (default: an LSTM on the built-in corpus)
+    tinygrad-rnn sample     continue a prime text with a trained checkpoint
+    tinygrad-rnn sentiment  train the many-to-one sentiment classifier and report its test accuracy
+    tinygrad-rnn check      autograd vs hand-derived BPTT vs finite differences, per parameter
+    tinygrad-rnn gradflow   ‖∂L/∂h_t‖ over time for RNN, LSTM and GRU (a PNG with matplotlib)
+
+Each subcommand is a ``Subcommand(help, add_arguments, run)`` in the ``SUBCOMMANDS`` table:
+``add_arguments(parser)`` declares its options and ``run(args) -> exit status`` does the work.
+Bad input (a missing or empty text file, a temperature <= 0, a checkpoint that does not fit)
+prints one line to stderr and exits with status 2; a diverged training run exits with 1.
+"""
+import argparse
+import os
+import sys
+import time
+from typing import Callable, NamedTuple
+
+from .bptt import run_check
+from .data import builtin_corpus, load_text
+from .gradflow import contributions_command, gradflow_command
+from .models import default_prime
+from .train import TrainingDiverged, best_checkpoint_path, load_checkpoint, train_char_lm, train_sentiment
+
+__all__ = ["main", "build_parser", "Subcommand", "SUBCOMMANDS"]
+
+PROG = "tinygrad-rnn"
+DEFAULT_CHECKPOINT = os.path.join("checkpoints", "char_lm.npz")
+# the default model and windows of `train`: on the built-in corpus, 1500 steps (about two minutes on
+# 2 cores) reach 1.75 nats/char on validation against 3.30 for the unigram baseline, with readable samples
+TRAIN_DEFAULTS = {"cell": "lstm", "hidden": 256, "layers": 1, "dropout": 0.25, "seq_len": 64, "batch_size": 32}
+
+
+class Subcommand(NamedTuple):
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# ===================================================================== train
+def _add_train_arguments(parser):
+    parser.add_argument("--text", help="UTF-8 text file to train on (default: the built-in corpus of "
+                                       "Python's standard-library documentation)")
+    parser.add_argument("--cell", choices=("lstm", "gru", "rnn"),
+                        help=f"recurrent cell (default {TRAIN_DEFAULTS['cell']}, or the checkpoint's with --resume)")
+    parser.add_argument("--hidden", type=int, help=f"hidden size (default {TRAIN_DEFAULTS['hidden']})")
+    parser.add_argument("--layers", type=int, help=f"recurrent layers (default {TRAIN_DEFAULTS['layers']})")
+    parser.add_argument("--dropout", type=float, help=f"dropout between layers and on the last layer's outputs, while training "
+                                                      f"(default {TRAIN_DEFAULTS['dropout']})")
+    parser.add_argument("--seq-len", type=int, help=f"truncated-BPTT window length (default {TRAIN_DEFAULTS['seq_len']})")
+    parser.add_argument("--batch-size", type=int, help=f"parallel streams (default {TRAIN_DEFAULTS['batch_size']})")
+    parser.add_argument("--steps", type=int, default=1500, help="total optimizer steps (default 1500)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
+    parser.add_argument("--clip", type=float, default=5.0, help="gradient norm clip (default 5)")
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+                        help=f"checkpoint file, written atomically (default {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint's step and optimizer state")
+    parser.add_argument("--eval-every", type=int, default=250, help="validate and checkpoint every K steps (default 250)")
+    parser.add_argument("--sample-every", type=int, default=500, help="print a sample every K steps (0: never)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and samples (default 0)")
+
+
+def _train(args):
+    text = load_text(args.text) if args.text else builtin_corpus()
+    model, training = _resumed_settings(args.checkpoint) if args.resume else ({}, {})
+    settings = {  # given on the command line, else the resumed checkpoint's, else the default
+        "cell": _first(args.cell, model.get("cell"), TRAIN_DEFAULTS["cell"]),
+        "hidden": _first(args.hidden, model.get("hidden_size"), TRAIN_DEFAULTS["hidden"]),
+        "layers": _first(args.layers, model.get("num_layers"), TRAIN_DEFAULTS["layers"]),
+        "dropout": _first(args.dropout, model.get("dropout"), TRAIN_DEFAULTS["dropout"]),
+        "seq_len": _first(args.seq_len, training.get("seq_len"), TRAIN_DEFAULTS["seq_len"]),
+        "batch_size": _first(args.batch_size, training.get("batch_size"), TRAIN_DEFAULTS["batch_size"]),
+    }
+    result = train_char_lm(
+        text, steps=args.steps, seq_len=settings["seq_len"], batch_size=settings["batch_size"], lr=args.lr,
+        clip=args.clip, cell=settings["cell"], hidden_size=settings["hidden"],
+        embedding_dim=model.get("embedding_dim"), num_layers=settings["layers"], dropout=settings["dropout"],
+        checkpoint=args.checkpoint,
+        resume=args.resume, eval_every=args.eval_every, sample_every=args.sample_every or None, seed=args.seed)
+    print(f"done: step {result.step}, validation {result.val_loss:.3f} nats/char (best {result.best_val_loss:.3f}, "
+          f"unigram baseline {result.unigram_loss:.3f}) in {result.seconds:.0f} s; checkpoints "
+          f"{args.checkpoint} and {best_checkpoint_path(args.checkpoint)}")
+    return 0
+
+
+def _first(*choices):
+    return next(choice for choice in choices if choice is not None)
+
+
+def _resumed_settings(path):
+    """The model config and training settings of the checkpoint to resume from."""
+    _, _, _, meta = load_checkpoint(path)
+    return meta["config"], meta["training"]
+
+
+# ===================================================================== sample
+def _add_sample_arguments(parser):
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=f"checkpoint to read (default {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--prime", help="text to continue (default: a newline, if the vocabulary has one)")
+    parser.add_argument("--length", type=int, default=500, help="characters to generate (default 500)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="softmax temperature > 0 (default 0.8)")
+    parser.add_argument("--seed", type=int, help="seed for a reproducible sample")
+
+
+def _sample(args):
+    model, vocab, _, _ = load_checkpoint(args.checkpoint)
+    if vocab is None:
+        raise ValueError(f"{args.checkpoint} holds no character vocabulary: not a character model checkpoint")
+    prime = default_prime(vocab) if args.prime is None else args.prime
+    print(model.sample(vocab, prime, args.length, args.temperature, args.seed))
+    return 0
+
+
+# ===================================================================== sentiment
+def _add_sentiment_arguments(parser):
+    parser.add_argument("--epochs", type=int, default=5, help="passes over the 2000 training sentences (default 5)")
+    parser.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm", help="recurrent cell (default lstm)")
+    parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 1e-2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and order (default 0)")
+
+
+def _sentiment(args):
+    started = time.perf_counter()
+    accuracy = train_sentiment(args.epochs, cell=args.cell, lr=args.lr, seed=args.seed)
+    print(f"test accuracy {accuracy:.1%} after {args.epochs} epochs ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+# ===================================================================== check
+def _add_check_arguments(parser):
+    parser.add_argument("--cell", default="all",
+                        help="rnn, rnn_relu, rnn_sigmoid, lstm, gru, a comma-separated list, or all (default)")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="default float64")
+    parser.add_argument("--seq-len", type=int, default=8, help="time steps (default 8)")
+    parser.add_argument("--hidden", type=int, default=6, help="hidden size (default 6)")
+    parser.add_argument("--loss", choices=("sum", "many_to_many", "many_to_one"), default="sum",
+                        help="sum(outputs * upstream), or softmax cross-entropy at every step / the last step")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and data (default 0)")
+
+
+def _check(args):
+    cells = "all" if args.cell == "all" else tuple(name.strip() for name in args.cell.split(","))
+    text, ok = run_check(cells=cells, dtype=args.dtype, seq_len=args.seq_len, hidden=args.hidden,
+                         loss=args.loss, seed=args.seed)
+    print(text)
+    return 0 if ok else 1
+
+
+# ===================================================================== gradflow
+def _add_gradflow_arguments(parser):
+    parser.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells (default rnn,lstm,gru)")
+    parser.add_argument("--seq-len", type=int, default=100, help="time steps (default 100)")
+    parser.add_argument("--hidden", type=int, default=32, help="hidden size (default 32)")
+    parser.add_argument("--param", choices=("weight_hh", "weight_ih", "bias_hh", "bias_ih"),
+                        help="instead: each step's contribution to this tied parameter's gradient")
+    parser.add_argument("--out", default="gradflow.png", help="PNG to write when matplotlib is installed")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and data (default 0)")
+
+
+def _gradflow(args):
+    cells = tuple(name.strip() for name in args.cells.split(","))
+    if args.param:
+        print(contributions_command(cells, param=args.param, seq_len=args.seq_len, hidden=args.hidden,
+                                    seed=args.seed, out=args.out))
+    else:
+        print(gradflow_command(cells, seq_len=args.seq_len, hidden=args.hidden, seed=args.seed, out=args.out))
+    return 0
+
+
+SUBCOMMANDS = {
+    "train": Subcommand("train a character language model", _add_train_arguments, _train),
+    "sample": Subcommand("generate text from a trained checkpoint", _add_sample_arguments, _sample),
+    "sentiment": Subcommand("train the many-to-one sentiment classifier", _add_sentiment_arguments, _sentiment),
+    "check": Subcommand("cross-check autograd against hand-derived BPTT", _add_check_arguments, _check),
+    "gradflow": Subcommand("gradient norms over time, per cell", _add_gradflow_arguments, _gradflow),
+}
+
+
+# ===================================================================== entry point
+def build_parser():
+    parser = _Parser(prog=PROG, description="Recurrent networks over NumPy, trained by a small autodiff engine.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, subcommand in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=subcommand.help, description=subcommand.help)
+        subcommand.add_arguments(sub)
+        sub.set_defaults(run=subcommand.run)
+    return parser
+
+
+def main(argv=None):
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, OSError) as error:
+        return _fail(error, 2)
+    except TrainingDiverged as error:
+        return _fail(error, 1)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the last checkpoint written is kept", file=sys.stderr)
+        return 130
+
+
+def _fail(error, status):
+    """Print ``error`` as one line on stderr; return ``status``."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    print(f"{PROG}: error: {' '.join(lines[:1] + ['; '.join(lines[1:])]).strip()}", file=sys.stderr)
+    return status

@@ -1,0 +1,483 @@
+"""Training loops (a character language model by truncated BPTT, the sentiment classifier) and
+checkpoints.
+
+A checkpoint is one .npz file, written atomically (``_files.save_arrays``: a run killed while
+writing leaves the previous file whole), holding:
+
+    model/<name>            each entry of the model's state_dict
+    config.json             the model's config (``model.config()``) as JSON, a 0-d str array
+    vocab                   the character vocabulary as int64 code points, in id order (V,)
+    step                    int64 0-d: optimizer updates done so far
+    best_val_loss           float64 0-d: the best validation loss seen (NaN: none yet)
+    optimizer.json          the optimizer's state_dict as JSON, each array in it replaced by a
+    optimizer/<path>          reference to where it is stored
+    carried_state.json      the recurrent state carried into the next window (same scheme)
+    carried_state[/<i>]
+    training.json           the run's settings (batch size, window length, ...) as JSON
+
+Truncated BPTT (``train_char_lm``): the training ids are cut into B parallel streams read S steps
+at a time (``data.stream_batches``). The state at the end of a window is carried into the next
+one, so the forward pass sees each stream unbroken, but it is detached first, so gradients flow
+back at most S steps. A new pass over the streams (epoch) starts from the zero state.
+"""
+import itertools
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import functional as F
+from . import optim
+from ._files import load_arrays, save_arrays
+from .data import CharVocab, load_sentiment, num_windows, stream_batches, train_val_split, unigram_loss
+from .models import (CharLM, SentimentClassifier, build_model, default_prime, detach_state, evaluating,
+                     positive_int)
+from .random import manual_seed
+from .tensor import Tensor, no_grad
+
+__all__ = ["CheckpointError", "TrainingDiverged", "TrainResult", "OPTIMIZERS", "save_checkpoint",
+           "load_checkpoint", "best_checkpoint_path", "evaluate_char_lm", "train_char_lm", "train_sentiment",
+           "sentiment_accuracy"]
+
+OPTIMIZERS = {"adam": optim.Adam, "sgd": optim.SGD, "adagrad": optim.Adagrad, "rmsprop": optim.RMSprop}
+_REQUIRED_KEYS = ("config.json", "step", "best_val_loss")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, or that does not fit the model or text it is used with."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient became non-finite; ``step`` is the step at which it happened."""
+
+    def __init__(self, message, step):
+        super().__init__(message)
+        self.step = step
+
+
+# ===================================================================== checkpoints
+def save_checkpoint(path, model, vocab=None, optimizer=None, step=0, best_val_loss=None, carried_state=None,
+                    training=None):
+    """Write a checkpoint (layout in the module docstring) to ``path``, atomically.
+
+    Refuses (ValueError, nothing written) when a parameter holds NaN or inf, so a diverged model
+    never replaces a good checkpoint.
+    """
+    arrays = {}
+    for name, value in model.state_dict().items():
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"refusing to write checkpoint {os.fspath(path)!r}: parameter {name!r} "
+                             f"holds non-finite values")
+        arrays["model/" + name] = value
+    arrays["config.json"] = np.array(json.dumps(model.config()))
+    if vocab is not None:
+        arrays["vocab"] = np.array([ord(char) for char in vocab.to_list()], dtype=np.int64)
+    arrays["step"] = np.array(step, dtype=np.int64)
+    arrays["best_val_loss"] = np.array(math.nan if best_val_loss is None else best_val_loss, dtype=np.float64)
+    if optimizer is not None:
+        arrays["optimizer.json"] = np.array(json.dumps(_pack(optimizer.state_dict(), "optimizer", arrays)))
+    if carried_state is not None:
+        state = carried_state.data if isinstance(carried_state, Tensor) else tuple(s.data for s in carried_state)
+        arrays["carried_state.json"] = np.array(json.dumps(_pack(state, "carried_state", arrays)))
+    arrays["training.json"] = np.array(json.dumps(training or {}))
+    save_arrays(path, arrays)
+
+
+def load_checkpoint(path, model=None, cell=None):
+    """Read a checkpoint written by ``save_checkpoint``: ``(model, vocab, optimizer_state, meta)``.
+
+    The model is rebuilt from the saved config, or, when ``model`` is given, the weights are
+    loaded into it (CheckpointError naming every mismatched key if its shape differs). ``cell``:
+    the Cell factory of a model built with a custom cell. ``vocab`` is a CharVocab (None if none
+    was saved), ``optimizer_state`` a state dict for ``Optimizer.load_state_dict`` (None if none),
+    ``meta`` a dict: step, best_val_loss (None if none), config, training, carried_state
+    (ndarrays, None if none).
+    """
+    return _checkpoint_parts(_read_checkpoint(path), path, model, cell)
+
+
+def _read_checkpoint(path):
+    """The arrays of the checkpoint at ``path``, after checking that it is one."""
+    arrays = load_arrays(path)
+    missing = [key for key in _REQUIRED_KEYS if key not in arrays]
+    if missing:
+        raise CheckpointError(f"{os.fspath(path)} is not a training checkpoint (no {', '.join(missing)}); "
+                              f"a file written by Module.save loads with model.load(path)")
+    return arrays
+
+
+def _saved_vocab(arrays):
+    """The checkpoint's CharVocab, or None if it saved none."""
+    if "vocab" not in arrays:
+        return None
+    return CharVocab.from_list([chr(code) for code in arrays["vocab"].tolist()])
+
+
+def _checkpoint_parts(arrays, path, model, cell):
+    """``load_checkpoint``'s result from the arrays already read from ``path``."""
+    config = _json_entry(arrays, "config.json")
+    weights = {name[len("model/"):]: value for name, value in arrays.items() if name.startswith("model/")}
+    if model is None:
+        model = build_model(config, cell)
+    try:
+        model.load_state_dict(weights)
+    except KeyError as error:
+        raise CheckpointError(f"checkpoint {os.fspath(path)} does not fit the model (it was saved from "
+                              f"{config}): {error.args[0]}") from None
+    optimizer_state = _unpack(_json_entry(arrays, "optimizer.json"), arrays)
+    best = float(arrays["best_val_loss"])
+    meta = {"step": int(arrays["step"]), "best_val_loss": None if math.isnan(best) else best, "config": config,
+            "training": _json_entry(arrays, "training.json") or {},
+            "carried_state": _unpack(_json_entry(arrays, "carried_state.json"), arrays)}
+    return model, _saved_vocab(arrays), optimizer_state, meta
+
+
+def _json_entry(arrays, key):
+    """The JSON value stored under ``key`` (None when the checkpoint has no such entry)."""
+    return json.loads(arrays[key].item()) if key in arrays else None
+
+
+def best_checkpoint_path(path):
+    """Where the best-validation checkpoint goes next to ``path``: ``run.npz`` -> ``run.best.npz``."""
+    root, extension = os.path.splitext(os.fspath(path))
+    return f"{root}.best{extension or '.npz'}"
+
+
+def _pack(value, key, arrays):
+    """``value`` as JSON-ready data: each ndarray goes into ``arrays[key/...]`` and is replaced by
+    {"array": its key}; dicts become {"dict": [[key, value], ...]} (int keys stay ints) and tuples
+    {"tuple": [...]}, so ``_unpack`` restores the structure exactly."""
+    if isinstance(value, np.ndarray):
+        arrays[key] = value
+        return {"array": key}
+    if isinstance(value, dict):
+        return {"dict": [[name, _pack(item, f"{key}/{name}", arrays)] for name, item in value.items()]}
+    if isinstance(value, (tuple, list)):
+        items = [_pack(item, f"{key}/{index}", arrays) for index, item in enumerate(value)]
+        return {"tuple": items} if isinstance(value, tuple) else items
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _unpack(value, arrays):
+    """The inverse of ``_pack``."""
+    if isinstance(value, list):
+        return [_unpack(item, arrays) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "array" in value:
+        return arrays[value["array"]]
+    if "tuple" in value:
+        return tuple(_unpack(item, arrays) for item in value["tuple"])
+    return {name: _unpack(item, arrays) for name, item in value["dict"]}
+
+
+# ===================================================================== the character language model
+@dataclass
+class TrainResult:
+    """What ``train_char_lm`` returns. Losses are cross-entropies in nats per character;
+    ``history`` holds one dict (step, train_loss, val_loss, seconds) per evaluation."""
+
+    model: CharLM
+    vocab: CharVocab
+    step: int
+    train_loss: float
+    val_loss: float
+    best_val_loss: float
+    unigram_loss: float
+    seconds: float
+    history: list = field(default_factory=list)
+
+
+@no_grad()
+def evaluate_char_lm(model, ids, batch_size, seq_len):
+    """Mean cross-entropy (nats per character) of ``model`` on the id sequence ``ids`` (n,), read
+    as up to ``batch_size`` streams of windows of ``seq_len`` with the state carried (eval mode).
+    The streams and windows shrink to fit a short sequence; the few ids that fill no window are
+    left out."""
+    batch_size = max(1, min(batch_size, len(ids) // (seq_len + 1)))
+    seq_len = max(1, min(seq_len, len(ids) // batch_size - 1))
+    state, total, count = None, 0.0, 0
+    with evaluating(model):
+        for inputs, targets in stream_batches(ids, batch_size, seq_len):
+            logits, state = model(inputs, state)
+            total += float(F.cross_entropy(logits, targets, reduction="sum").item())
+            count += targets.size
+    return total / count
+
+
+def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, lr=2e-3, clip=5.0,
+                  optimizer="adam", cell="lstm", hidden_size=128, embedding_dim=None, num_layers=1, dropout=0.0,
+                  val_fraction=0.1, eval_every=200, log_every=50, sample_every=None, sample_length=200,
+                  temperature=0.8, checkpoint=None, resume=False, log=print, progress=True, seed=0):
+    """Train a ``CharLM`` on ``text`` by truncated BPTT (see the module docstring); a TrainResult.
+
+    Length: ``steps`` optimizer updates in all (a resumed run continues up to that total), or
+    ``epochs`` passes over the training streams; 1000 steps when neither is given. Each step:
+    forward one (seq_len, batch_size) window from the carried state, mean cross-entropy,
+    backward, ``clip_grad_norm_(clip)``, an ``optimizer`` step (adam, sgd, adagrad or rmsprop) at
+    learning rate ``lr``. The last ``val_fraction`` of the text is held out.
+
+    Every ``eval_every`` steps and at the end: the validation loss is logged against the
+    unigram baseline, the checkpoint (if ``checkpoint`` is a path) is written, and so is
+    ``best_checkpoint_path(checkpoint)`` when the validation loss is the best so far. Every
+    ``log_every`` steps: the training loss and the speed in characters per second, as a tqdm bar
+    if tqdm is installed and ``progress`` is set and ``log`` is print, else a line through
+    ``log``. Every ``sample_every`` steps and at the end (if set): a sample of ``sample_length``
+    characters at ``temperature``.
+
+    ``resume``: start from ``checkpoint`` (its weights, vocabulary, optimizer state, step and
+    carried state; the model arguments must describe the same shape, and the ``lr`` given now
+    applies). ``seed`` fixes the initial weights and the samples.
+
+    Raises TrainingDiverged, naming the step, when the loss or the gradient norm is not finite;
+    the checkpoint on disk is then the last good one. Raises ValueError for bad arguments, text
+    with characters outside a resumed vocabulary, or a checkpoint that does not fit.
+    """
+    total_steps = _total_steps(steps, epochs)
+    for name, value in (("eval_every", eval_every), ("log_every", log_every)):
+        positive_int(name, value)
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
+        raise ValueError(f"clip (the largest gradient norm) must be a positive number, got {clip!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs the checkpoint path to resume from")
+    if resume and not os.path.exists(checkpoint):
+        raise FileNotFoundError(f"cannot resume: no checkpoint at {os.fspath(checkpoint)!r}")
+    if not isinstance(text, str) or len(text) < 2:
+        raise ValueError("train_char_lm needs a text of at least 2 characters")
+    manual_seed(seed)
+    saved = _read_checkpoint(checkpoint) if resume else None
+    vocab = _resumed_vocab(saved, checkpoint) if resume else CharVocab(text)
+    try:
+        ids = vocab.encode(text)
+    except ValueError as error:
+        raise ValueError(f"the text does not fit the checkpoint's vocabulary: {error}") from None
+    train_ids, val_ids = train_val_split(ids, val_fraction)
+    if len(val_ids) < 2:
+        raise ValueError(f"the validation part (val_fraction={val_fraction}) has {len(val_ids)} character; "
+                         f"it needs at least 2 (one to read, one to predict)")
+    windows = num_windows(train_ids, batch_size, seq_len)
+    if epochs is not None:
+        total_steps = epochs * windows
+    baseline = unigram_loss(train_ids, val_ids, len(vocab))
+
+    model = CharLM(len(vocab), hidden_size, embedding_dim, cell, num_layers, dropout)
+    opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
+    training = {"batch_size": batch_size, "seq_len": seq_len, "train_chars": len(train_ids)}
+    step, best, state = 0, math.inf, None
+    if saved:
+        step, best, state = _restore(saved, checkpoint, model, opt, training, log)
+        opt.lr = lr
+    log(f"{len(text):,} characters ({len(vocab)} distinct): {len(train_ids):,} train, {len(val_ids):,} validation; "
+        f"{windows} windows of {batch_size} x {seq_len} per epoch; unigram baseline {baseline:.3f} nats/char")
+    if saved:
+        log(f"resuming from {os.fspath(checkpoint)} at step {step}")
+
+    params = model.parameters()
+    prime = default_prime(vocab)
+    position = step % windows
+    batches = itertools.islice(stream_batches(train_ids, batch_size, seq_len), position, None)
+    progress_meter = _Progress(log, total_steps, step, log_every, progress and log is print)
+    log = progress_meter.log
+    checkpoints = _Checkpoints(checkpoint, step if saved else None)
+    history, train_loss, val_loss = [], math.nan, math.nan
+    started = time.perf_counter()
+    try:
+        while step < total_steps:
+            if position == 0:
+                state = None  # a new epoch: every stream starts again from its beginning
+                batches = stream_batches(train_ids, batch_size, seq_len)
+            inputs, targets = next(batches)
+            train_loss, state = _update(model, opt, params, inputs, targets, state, clip, step + 1, checkpoints)
+            step += 1
+            position = (position + 1) % windows
+            progress_meter.update(step, train_loss, inputs.size)
+            if step % eval_every == 0 or step == total_steps:
+                val_loss = evaluate_char_lm(model, val_ids, batch_size, seq_len)
+                history.append({"step": step, "train_loss": train_loss, "val_loss": val_loss,
+                                "seconds": time.perf_counter() - started})
+                improved, best = val_loss < best, min(best, val_loss)
+                log(f"step {step}: validation {val_loss:.3f} nats/char (unigram baseline {baseline:.3f})"
+                    + (", best so far" if improved else ""))
+                checkpoints.save(improved, model=model, vocab=vocab, optimizer=opt, step=step, best_val_loss=best,
+                                 carried_state=state, training=training)
+            if sample_every and (step % sample_every == 0 or step == total_steps):
+                sample = model.sample(vocab, prime, sample_length, temperature, seed=seed + step)
+                log(f"--- sample at step {step} ---\n{sample}\n---")
+    finally:
+        progress_meter.close()
+    if not history:
+        val_loss = evaluate_char_lm(model, val_ids, batch_size, seq_len)
+        best = min(best, val_loss)
+    return TrainResult(model, vocab, step, train_loss, val_loss, best, baseline, time.perf_counter() - started,
+                       history)
+
+
+def _update(model, opt, params, inputs, targets, state, clip, step, checkpoints):
+    """One truncated-BPTT update on the window (inputs, targets), each (S, B), from the carried
+    ``state``; returns (the window's mean loss, the final state detached for the next window).
+    Raises TrainingDiverged before the update when the loss or the gradient norm is not finite."""
+    logits, new_state = model(inputs, state)
+    loss = F.cross_entropy(logits, targets)
+    loss_value = float(loss.item())
+    if not math.isfinite(loss_value):
+        raise checkpoints.diverged("loss", loss_value, step)
+    opt.zero_grad()
+    loss.backward()
+    norm = optim.clip_grad_norm_(params, clip)
+    if not math.isfinite(norm):
+        raise checkpoints.diverged("gradient norm", norm, step)
+    opt.step()
+    return loss_value, detach_state(new_state)
+
+
+class _Checkpoints:
+    """A run's checkpoint at ``path`` (None: none is written) and its best-validation twin, and the
+    last step saved (what a diverged run leaves on disk)."""
+
+    def __init__(self, path, last_saved_step):
+        self.path, self.last_saved_step = path, last_saved_step
+
+    def save(self, improved, **pieces):
+        """Write the checkpoint, and the best one too when the validation loss ``improved``."""
+        if self.path is None:
+            return
+        save_checkpoint(self.path, **pieces)
+        if improved:
+            save_checkpoint(best_checkpoint_path(self.path), **pieces)
+        self.last_saved_step = pieces["step"]
+
+    def diverged(self, what, value, step):
+        if self.path is None:
+            kept = "no checkpoint was written"
+        elif self.last_saved_step is None:
+            kept = f"nothing was saved to {os.fspath(self.path)}"
+        else:
+            kept = f"the last good checkpoint (step {self.last_saved_step}) is kept at {os.fspath(self.path)}"
+        return TrainingDiverged(f"training stopped at step {step}: the {what} is {value} (not finite); {kept}. "
+                                f"Try a lower learning rate or a smaller clip.", step)
+
+
+def _total_steps(steps, epochs):
+    if steps is not None and epochs is not None:
+        raise ValueError("give steps or epochs, not both")
+    if epochs is not None:
+        positive_int("epochs", epochs)
+    return 1000 if steps is None else positive_int("steps", steps)
+
+
+def _resumed_vocab(arrays, path):
+    vocab = _saved_vocab(arrays)
+    if vocab is None:
+        raise CheckpointError(f"{os.fspath(path)} has no character vocabulary: not a CharLM checkpoint")
+    return vocab
+
+
+def _restore(arrays, path, model, opt, training, log):
+    """Load the checkpoint read from ``path`` into ``model`` and ``opt``; (step, best val loss, carried state)."""
+    _, _, optimizer_state, meta = _checkpoint_parts(arrays, path, model, None)
+    if optimizer_state is None:
+        raise CheckpointError(f"{os.fspath(path)} has no optimizer state to resume from")
+    try:
+        opt.load_state_dict(optimizer_state)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"the optimizer state in {os.fspath(path)} does not fit: {error}") from None
+    carried = meta["carried_state"]
+    state = None
+    if carried is not None and meta["training"] == training:
+        state = Tensor(carried) if isinstance(carried, np.ndarray) else tuple(Tensor(s) for s in carried)
+    elif carried is not None:
+        log(f"the batch size, window length or text differ from the checkpoint's {meta['training']}: "
+            f"the carried state starts from zero")
+    best = meta["best_val_loss"]
+    return meta["step"], math.inf if best is None else best, state
+
+
+class _Progress:
+    """The training loss and speed every ``every`` steps: a tqdm bar when tqdm is importable and
+    ``bar`` is set (other log lines then go through ``tqdm.write``), else a line through ``log``."""
+
+    def __init__(self, log, total, initial, every, bar):
+        self.every, self.total = every, total
+        self.bar = None
+        if bar:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, initial=initial, unit="step")
+        self.log = self.bar.write if self.bar is not None else log
+        self._reset()
+
+    def _reset(self):
+        self.loss_sum, self.steps, self.chars, self.since = 0.0, 0, 0, time.perf_counter()
+
+    def update(self, step, loss, chars):
+        self.loss_sum += loss
+        self.steps += 1
+        self.chars += chars
+        if self.bar is not None:
+            self.bar.update(1)
+        if step % self.every and step != self.total:
+            return
+        speed = self.chars / max(time.perf_counter() - self.since, 1e-9)
+        mean_loss = self.loss_sum / self.steps
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"loss {mean_loss:.3f}, {speed:,.0f} chars/s")
+        else:
+            self.log(f"step {step}/{self.total}  loss {mean_loss:.3f}  {speed:,.0f} chars/s")
+        self._reset()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ===================================================================== the sentiment classifier
+def train_sentiment(epochs=5, *, batch_size=32, lr=1e-2, cell="lstm", embedding_dim=16, hidden_size=32,
+                    clip=5.0, model=None, seed=0, log=print):
+    """Train a many-to-one ``SentimentClassifier`` on ``data.load_sentiment("train")`` and return
+    its accuracy on the test split (a float in [0, 1]).
+
+    Each epoch visits the 2000 training sentences in a random order, in minibatches of
+    ``batch_size`` with each sentence's own length; Adam at ``lr``, gradients clipped to norm
+    ``clip``. ``model``: a classifier to train in place (e.g. with a custom cell); by default one
+    is built from ``cell``, ``embedding_dim`` and ``hidden_size``. ``seed`` fixes the initial
+    weights and the order. One line per epoch goes through ``log``.
+    """
+    positive_int("epochs", epochs)
+    train, test = load_sentiment("train"), load_sentiment("test")
+    manual_seed(seed)
+    if model is None:
+        model = SentimentClassifier(len(train.vocab), embedding_dim, hidden_size, cell)
+    opt = optim.Adam(model.parameters(), lr=lr)
+    params = model.parameters()
+    order_rng = np.random.default_rng(seed)
+    accuracy = math.nan
+    for epoch in range(1, epochs + 1):
+        started, loss_sum = time.perf_counter(), 0.0
+        model.train()
+        for batch in np.array_split(order_rng.permutation(len(train)), math.ceil(len(train) / batch_size)):
+            loss = F.cross_entropy(model(train.ids[batch], train.lengths[batch]), train.labels[batch])
+            opt.zero_grad()
+            loss.backward()
+            optim.clip_grad_norm_(params, clip)
+            opt.step()
+            loss_sum += float(loss.item()) * len(batch)
+        accuracy = sentiment_accuracy(model, test)
+        log(f"epoch {epoch}: train loss {loss_sum / len(train):.4f}, test accuracy {accuracy:.1%} "
+            f"({time.perf_counter() - started:.1f} s)")
+    return accuracy
+
+
+@no_grad()
+def sentiment_accuracy(model, data):
+    """The fraction of ``data``'s sentences whose label is the argmax of the model's logits (eval mode)."""
+    with evaluating(model):
+        predictions = model(data.ids, data.lengths).data.argmax(axis=1)
+    return float(np.mean(predictions == data.labels))
