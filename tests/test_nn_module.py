@@ -336,3 +336,12 @@ def test_manual_seed_repeats_the_initialisation():
     second = nn.LSTM(3, 4, num_layers=2).state_dict()
     for name in first:
         np.testing.assert_array_equal(first[name], second[name])
+
+
+def test_a_saved_file_gets_the_usual_permissions_not_the_temporary_files_private_ones(tmp_path):
+    import stat
+    path = tmp_path / "m.npz"
+    nn.Linear(2, 3).save(path)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~mask
