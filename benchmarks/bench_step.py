@@ -1,0 +1,306 @@
+"""Time one training step of a single-layer recurrent layer and print one table of ratios.
+
+    python benchmarks/bench_step.py [--cells lstm rnn gru] [--sizes tiny medium large] [--repeats N]
+
+The step: outputs = layer(x) over the whole sequence from a zero state, loss = sum(outputs * R)
+for a fixed random R (so doutputs = R), then the gradient of the loss with respect to every
+parameter and to x; float32 throughout. x (T, N, D), R and outputs (T, N, H).
+
+Implementations, one row each (a row that cannot run says "unavailable: <reason>"):
+    numpy baseline      benchmarks/baseline_numpy.py, expert hand-written NumPy (the 1.00x)
+    tinygrad_rnn.nn     our autograd module tr.nn.LSTM / RNN / GRU
+    tinygrad_rnn.bptt   our hand-derived references tr.bptt.lstm / rnn / gru
+    torch.nn            torch.nn.LSTM / RNN / GRU, if torch is installed
+    torch loop          the cell's equations over torch tensors in a Python loop, autograd
+
+Every implementation starts from the same weights and data, and its gradients are compared
+with the baseline's before it is timed: one that disagrees (relative error above 1e-4) gets a
+warning row instead of a time, so a fast but wrong implementation never shows a good ratio.
+Peak memory is measured with tracemalloc, which sees NumPy's arrays but not torch's.
+
+Reading the numbers: torch.nn.LSTM runs a fused oneDNN kernel (mkldnn_rnn_layer) on the CPU,
+while torch.nn.RNN and GRU do not. OPENBLAS_CORETYPE, when set, chooses NumPy's OpenBLAS
+kernels, and the first line shows it (measured on an AVX-512 AMD EPYC: with it set to Haswell,
+AVX2 only, large products ran at about 255 GFLOP/s; unset, OpenBLAS chose SkylakeX, AVX-512,
+and ran them at about 470). Other work on the machine inflates and scatters the times: the
+load average is printed before and after.
+"""
+
+import argparse
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # time this checkout's package
+
+from _timing import format_table, load_report, median_time, peak_memory  # noqa: E402
+from baseline_numpy import BASELINES, PARAMETER_NAMES, random_params  # noqa: E402
+
+SIZES = {  # name: (N batch, T steps, D input, H hidden)
+    "tiny": (1, 32, 32, 64),
+    "medium": (32, 64, 128, 256),
+    "large": (64, 128, 256, 512),
+}
+DEFAULT_REPEATS = {"tiny": 7, "medium": 5, "large": 3}
+GRADIENT_TOLERANCE = 1e-4
+LAYER_NAMES = {"lstm": "LSTM", "rnn": "RNN", "gru": "GRU"}
+HEADERS = ("cell", "size (N,T,D,H)", "implementation", "median ms", "x baseline", "peak MiB", "note")
+
+
+@dataclass
+class Problem:
+    """One step's data: x (T, N, D), params in PyTorch's layout, R (T, N, H); all float32."""
+
+    cell: str
+    N: int
+    T: int
+    D: int
+    H: int
+    x: np.ndarray
+    params: dict
+    R: np.ndarray
+
+
+def make_problem(cell, N, T, D, H, seed=0):
+    rng = np.random.default_rng(seed)
+    return Problem(cell, N, T, D, H,
+                   x=rng.standard_normal((T, N, D)).astype(np.float32),
+                   params=random_params(cell, D, H, rng),
+                   R=rng.standard_normal((T, N, H)).astype(np.float32))
+
+
+# Each factory takes a Problem and returns step(), which runs one training step and returns the
+# gradients as NumPy arrays {parameter name: grad, "x": dx}.
+
+def baseline_step(problem):
+    baseline = BASELINES[problem.cell](problem.N, problem.T, problem.D, problem.H)
+
+    def step():
+        _, grads, dx = baseline.step(problem.x, problem.params, problem.R)
+        return {**grads, "x": dx}
+    return step
+
+
+def ours_module_step(problem):
+    import tinygrad_rnn as tr
+    layer = getattr(tr.nn, LAYER_NAMES[problem.cell])(problem.D, problem.H, dtype=np.float32)
+    named = dict(layer.named_parameters())
+    for name in PARAMETER_NAMES:
+        named[f"{name}_l0"].data[...] = problem.params[name]
+    weight = tr.Tensor(problem.R)
+
+    def step():
+        x = tr.Tensor(problem.x, requires_grad=True)
+        outputs, _ = layer(x)
+        loss = (outputs * weight).sum()
+        layer.zero_grad()
+        loss.backward()
+        return {**{name: named[f"{name}_l0"].grad for name in PARAMETER_NAMES}, "x": x.grad}
+    return step
+
+
+def ours_bptt_step(problem):
+    import tinygrad_rnn as tr
+    reference = getattr(tr.bptt, problem.cell)
+
+    def step():
+        _, _, cache = reference.forward(problem.x, None, problem.params)
+        grads = reference.backward(problem.R, None, cache)
+        return {**grads.dparams, "x": grads.dxs}
+    return step
+
+
+def _torch():
+    """torch, using every CPU this process may run on; ImportError when it is not installed."""
+    import torch
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    return torch
+
+
+def torch_module_step(problem):
+    torch = _torch()
+    layer = getattr(torch.nn, LAYER_NAMES[problem.cell])(problem.D, problem.H)
+    with torch.no_grad():
+        for name in PARAMETER_NAMES:
+            getattr(layer, f"{name}_l0").copy_(torch.from_numpy(problem.params[name]))
+    weight = torch.from_numpy(problem.R)
+
+    def step():
+        x = torch.from_numpy(problem.x).requires_grad_()
+        outputs, _ = layer(x)
+        loss = (outputs * weight).sum()
+        layer.zero_grad()
+        loss.backward()
+        return {**{name: getattr(layer, f"{name}_l0").grad.numpy() for name in PARAMETER_NAMES},
+                "x": x.grad.numpy()}
+    return step
+
+
+def _torch_cell(torch, cell):
+    """The cell's equations over torch tensors: (x_t (N, D), state, weights) -> (h_t, new state)."""
+    def rnn(x_t, h, w):
+        h = torch.tanh(x_t @ w["weight_ih"].T + w["bias_ih"] + h @ w["weight_hh"].T + w["bias_hh"])
+        return h, h
+
+    def lstm(x_t, state, w):
+        h, c = state
+        gates = x_t @ w["weight_ih"].T + w["bias_ih"] + h @ w["weight_hh"].T + w["bias_hh"]
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, (h, c)
+
+    def gru(x_t, h, w):
+        xr, xz, xn = (x_t @ w["weight_ih"].T + w["bias_ih"]).chunk(3, dim=1)
+        hr, hz, hn = (h @ w["weight_hh"].T + w["bias_hh"]).chunk(3, dim=1)
+        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        h = (1 - z) * n + z * h
+        return h, h
+
+    return {"rnn": rnn, "lstm": lstm, "gru": gru}[cell]
+
+
+def torch_loop_step(problem):
+    torch = _torch()
+    cell = _torch_cell(torch, problem.cell)
+    weights = {name: torch.from_numpy(problem.params[name].copy()).requires_grad_()
+               for name in PARAMETER_NAMES}
+    weight = torch.from_numpy(problem.R)
+
+    def step():
+        x = torch.from_numpy(problem.x).requires_grad_()
+        h = torch.zeros(problem.N, problem.H)
+        state = (h, h) if problem.cell == "lstm" else h
+        outputs = []
+        for x_t in x.unbind(0):
+            h, state = cell(x_t, state, weights)
+            outputs.append(h)
+        loss = (torch.stack(outputs) * weight).sum()
+        for tensor in weights.values():
+            tensor.grad = None
+        loss.backward()
+        return {**{name: tensor.grad.numpy() for name, tensor in weights.items()}, "x": x.grad.numpy()}
+    return step
+
+
+IMPLEMENTATIONS = {  # name: (factory, whether tracemalloc sees its memory)
+    "numpy baseline": (baseline_step, True),
+    "tinygrad_rnn.nn": (ours_module_step, True),
+    "tinygrad_rnn.bptt": (ours_bptt_step, True),
+    "torch.nn": (torch_module_step, False),
+    "torch loop": (torch_loop_step, False),
+}
+
+
+def relative_error(a, b):
+    """||a - b|| / max(||a||, ||b||), computed in float64; 0 when both are 0."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    scale = max(np.linalg.norm(a), np.linalg.norm(b))
+    return 0.0 if scale == 0 else float(np.linalg.norm(a - b) / scale)
+
+
+def gradient_disagreement(grads, reference):
+    """The first gradient of ``grads`` that is missing or off ``reference`` by more than the
+    tolerance, as a message; None when all agree."""
+    for name, expected in reference.items():
+        got = grads.get(name)
+        if got is None:
+            return f"no gradient for {name}"
+        if np.shape(got) != expected.shape:
+            return f"gradient of {name} has shape {np.shape(got)}, expected {expected.shape}"
+        error = relative_error(got, expected)
+        if not error <= GRADIENT_TOLERANCE:
+            return f"gradient of {name} off the baseline's by relative error {error:.1e}"
+    return None
+
+
+def measure(name, problem, repeats, reference=None):
+    """One implementation on one problem: checks its gradients against ``reference`` (the
+    baseline's, when given), then times it. Returns a dict with the keys seconds, peak_bytes
+    (None when not measured), grads and note; seconds is None when it did not run or was wrong."""
+    factory, memory_visible = IMPLEMENTATIONS[name]
+    try:
+        step = factory(problem)
+        grads = {key: None if value is None else np.array(value) for key, value in step().items()}
+    except Exception as error:  # a row that cannot run must not stop the others
+        return {"seconds": None, "peak_bytes": None, "grads": None,
+                "note": f"unavailable: {type(error).__name__}: {error}"}
+    disagreement = None if reference is None else gradient_disagreement(grads, reference)
+    if disagreement:
+        return {"seconds": None, "peak_bytes": None, "grads": grads,
+                "note": f"WARNING wrong gradients, not timed: {disagreement}"}
+    if name == "numpy baseline":  # its workspace is allocated once, so count it with a step
+        peak = peak_memory(lambda: factory(problem)())
+    else:
+        peak = peak_memory(step) if memory_visible else None
+    return {"seconds": median_time(step, repeats=repeats, warmup=1), "peak_bytes": peak,
+            "grads": grads, "note": ""}
+
+
+def measure_against_baseline(problem, names, repeats):
+    """``measure`` for the baseline and then each of ``names`` checked against it; returns
+    {name: result} in that order, each result with "ratio", its time over the baseline's (or None)."""
+    baseline = measure("numpy baseline", problem, repeats)
+    results = {"numpy baseline": baseline}
+    for name in names:
+        if name != "numpy baseline":
+            results[name] = measure(name, problem, repeats, baseline["grads"])
+    for result in results.values():
+        seconds = result["seconds"]
+        result["ratio"] = seconds / baseline["seconds"] if seconds and baseline["seconds"] else None
+    return results
+
+
+def bench_rows(cell, size, repeats):
+    """The table rows of every implementation for one cell at one size."""
+    N, T, D, H = SIZES[size]
+    results = measure_against_baseline(make_problem(cell, N, T, D, H), IMPLEMENTATIONS, repeats)
+    return [(cell, f"{size} ({N},{T},{D},{H})", name,
+             "-" if result["seconds"] is None else f"{result['seconds'] * 1e3:.3f}",
+             "-" if result["ratio"] is None else f"{result['ratio']:.2f}x",
+             "-" if result["peak_bytes"] is None else f"{result['peak_bytes'] / 2**20:.2f}",
+             result["note"])
+            for name, result in results.items()]
+
+
+def machine_summary():
+    try:
+        torch = _torch()
+        torch_text = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    except ImportError:
+        torch_text = "torch not installed"
+    blas_core = os.environ.get("OPENBLAS_CORETYPE")
+    return (f"python {platform.python_version()}, numpy {np.__version__}, {torch_text}, "
+            f"{len(os.sched_getaffinity(0))} CPUs ({platform.machine()})"
+            + (f", OPENBLAS_CORETYPE={blas_core}" if blas_core else ""))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cells", nargs="+", choices=list(LAYER_NAMES), default=list(LAYER_NAMES))
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed repeats per row (default: %s)" % ", ".join(
+                            f"{size} {count}" for size, count in DEFAULT_REPEATS.items()))
+    args = parser.parse_args(argv)
+    if args.repeats is not None and args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    print(machine_summary())
+    print(load_report("before"))
+    rows = []
+    for cell in args.cells:
+        for size in args.sizes:
+            rows += bench_rows(cell, size, args.repeats or DEFAULT_REPEATS[size])
+    print(format_table(HEADERS, rows))
+    print("x baseline: median time / the NumPy baseline's (lower is faster). peak MiB: tracemalloc "
+          "peak of one step (the baseline's includes allocating its reusable workspace).")
+    print(load_report("after"))
+
+
+if __name__ == "__main__":
+    main()
