@@ -31,15 +31,20 @@ def _as_tuple(inputs):
     return (inputs,) if isinstance(inputs, (Tensor, np.ndarray)) else tuple(inputs)
 
 
-def _outputs(fn, inputs):
-    """fn(*inputs) as a tuple of ndarrays, each output checked to be a Tensor."""
+def _tensor_outputs(fn, inputs):
+    """fn(*inputs) as a tuple of Tensors; any other output is a TypeError naming it."""
     result = fn(*inputs)
-    result = result if isinstance(result, (tuple, list)) else (result,)
+    result = tuple(result) if isinstance(result, (tuple, list)) else (result,)
     for i, out in enumerate(result):
         if not isinstance(out, Tensor):
             raise TypeError(f"the function must return a Tensor or a tuple of Tensors; "
                             f"output {i} is a {type(out).__name__}")
-    return tuple(out.data.astype(np.float64) for out in result)
+    return result
+
+
+def _outputs(fn, inputs):
+    """fn(*inputs) as a tuple of float64 ndarrays."""
+    return tuple(out.data.astype(np.float64) for out in _tensor_outputs(fn, inputs))
 
 
 def numerical_grad(fn, inputs, grad_output=None, eps=1e-6):
@@ -90,8 +95,7 @@ def _numerical_jacobians(fn, inputs, index, eps):
 
 def _analytical_jacobians(fn, inputs, index):
     """For input ``index``: one (out.size, input.size) Jacobian per output, by one backward per row."""
-    result = fn(*inputs)
-    result = result if isinstance(result, (tuple, list)) else (result,)
+    result = _tensor_outputs(fn, inputs)
     x = inputs[index]
     jacobians = []
     for out in result:
@@ -156,12 +160,7 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
     unless ``grad_outputs`` are given.
     """
     inputs = _as_tuple(inputs)
-    outputs = fn(*inputs)
-    outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
-    for i, out in enumerate(outputs):
-        if not isinstance(out, Tensor):
-            raise TypeError(f"the function must return a Tensor or a tuple of Tensors; "
-                            f"output {i} is a {type(out).__name__}")
+    outputs = _tensor_outputs(fn, inputs)
     if grad_outputs is None:
         rng = np.random.default_rng(seed)
         grad_outputs = [Tensor(rng.standard_normal(out.shape).astype(out.dtype), requires_grad=True)
@@ -172,8 +171,7 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
 
     def first_derivatives(*args):
         xs, vs = args[:n_inputs], args[n_inputs:]
-        outs = fn(*xs)
-        outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+        outs = _tensor_outputs(fn, xs)
         wrt = [x for x in xs if isinstance(x, Tensor) and x.requires_grad]
         grads = autograd(list(outs), wrt, list(vs), create_graph=True, allow_unused=True)
         return tuple(g if g is not None else Tensor(np.zeros(x.shape, dtype=x.dtype))
