@@ -9,7 +9,7 @@ import pytest
 
 import tinygrad_rnn.optim as optim
 from tinygrad_rnn import cli
-from tinygrad_rnn.train import load_checkpoint
+from tinygrad_rnn.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT = "the cat sat on the mat. the dog sat on the log.\n" * 12

@@ -1,6 +1,5 @@
 """Tests of tinygrad_rnn.train: checkpoints, resuming, truncated BPTT and the training loops, each
 checked against an explicit computation (a hand-run of the windows, scoring streams one by one)."""
-import math
 import os
 import sys
 import types
@@ -10,14 +9,12 @@ import pytest
 
 import tinygrad_rnn.functional as F
 import tinygrad_rnn.optim as optim
-import tinygrad_rnn.train as train_module
 from tinygrad_rnn.data import CharVocab, load_sentiment, stream_batches, train_val_split
 from tinygrad_rnn.models import CharLM, SentimentClassifier, detach_state
 from tinygrad_rnn.random import manual_seed
 from tinygrad_rnn.tensor import Tensor
-from tinygrad_rnn.train import (CheckpointError, TrainingDiverged, best_checkpoint_path, evaluate_char_lm,
-                                load_checkpoint, save_checkpoint, sentiment_accuracy, train_char_lm,
-                                train_sentiment)
+from tinygrad_rnn.checkpoint import CheckpointError, best_checkpoint_path, load_checkpoint, save_checkpoint
+from tinygrad_rnn.train import TrainingDiverged, evaluate_char_lm, sentiment_accuracy, train_char_lm, train_sentiment
 
 TEXT = "the cat sat on the mat. the dog sat on the log.\n" * 12
 SMALL = dict(seq_len=5, batch_size=3, hidden_size=6, embedding_dim=4, val_fraction=0.2, log=lambda line: None)

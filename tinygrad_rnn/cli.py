@@ -21,7 +21,8 @@ from .bptt import run_check
 from .data import builtin_corpus, load_text
 from .gradflow import contributions_command, gradflow_command
 from .models import default_prime
-from .train import TrainingDiverged, best_checkpoint_path, load_checkpoint, train_char_lm, train_sentiment
+from .checkpoint import best_checkpoint_path, load_checkpoint
+from .train import TrainingDiverged, train_char_lm, train_sentiment
 
 __all__ = ["main", "build_parser", "Subcommand", "SUBCOMMANDS"]
 

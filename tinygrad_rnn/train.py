@@ -1,19 +1,4 @@
-"""Training loops (a character language model by truncated BPTT, the sentiment classifier) and
-checkpoints.
-
-A checkpoint is one .npz file, written atomically (``_files.save_arrays``: a run killed while
-writing leaves the previous file whole), holding:
-
-    model/<name>            each entry of the model's state_dict
-    config.json             the model's config (``model.config()``) as JSON, a 0-d str array
-    vocab                   the character vocabulary as int64 code points, in id order (V,)
-    step                    int64 0-d: optimizer updates done so far
-    best_val_loss           float64 0-d: the best validation loss seen (NaN: none yet)
-    optimizer.json          the optimizer's state_dict as JSON, each array in it replaced by a
-    optimizer/<path>          reference to where it is stored
-    carried_state.json      the recurrent state carried into the next window (same scheme)
-    carried_state[/<i>]
-    training.json           the run's settings (batch size, window length, ...) as JSON
+"""Training loops: a character language model by truncated BPTT, and the sentiment classifier.
 
 Truncated BPTT (``train_char_lm``): the training ids are cut into B parallel streams read S steps
 at a time (``data.stream_batches``). The state at the end of a window is carried into the next
@@ -21,7 +6,6 @@ one, so the forward pass sees each stream unbroken, but it is detached first, so
 back at most S steps. A new pass over the streams (epoch) starts from the zero state.
 """
 import itertools
-import json
 import math
 import os
 import time
@@ -31,23 +15,18 @@ import numpy as np
 
 from . import functional as F
 from . import optim
-from ._files import load_arrays, save_arrays
+from .checkpoint import (CheckpointError, best_checkpoint_path, checkpoint_parts, read_checkpoint, saved_vocab,
+                         save_checkpoint)
 from .data import CharVocab, load_sentiment, num_windows, stream_batches, train_val_split, unigram_loss
-from .models import (CharLM, SentimentClassifier, build_model, default_prime, detach_state, evaluating,
+from .models import (CharLM, SentimentClassifier, default_prime, detach_state, evaluating,
                      positive_int)
 from .random import manual_seed
 from .tensor import Tensor, no_grad
 
-__all__ = ["CheckpointError", "TrainingDiverged", "TrainResult", "OPTIMIZERS", "save_checkpoint",
-           "load_checkpoint", "best_checkpoint_path", "evaluate_char_lm", "train_char_lm", "train_sentiment",
+__all__ = ["TrainingDiverged", "TrainResult", "OPTIMIZERS", "evaluate_char_lm", "train_char_lm", "train_sentiment",
            "sentiment_accuracy"]
 
 OPTIMIZERS = {"adam": optim.Adam, "sgd": optim.SGD, "adagrad": optim.Adagrad, "rmsprop": optim.RMSprop}
-_REQUIRED_KEYS = ("config.json", "step", "best_val_loss")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, or that does not fit the model or text it is used with."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -56,122 +35,6 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, message, step):
         super().__init__(message)
         self.step = step
-
-
-# ===================================================================== checkpoints
-def save_checkpoint(path, model, vocab=None, optimizer=None, step=0, best_val_loss=None, carried_state=None,
-                    training=None):
-    """Write a checkpoint (layout in the module docstring) to ``path``, atomically.
-
-    Refuses (ValueError, nothing written) when a parameter holds NaN or inf, so a diverged model
-    never replaces a good checkpoint.
-    """
-    arrays = {}
-    for name, value in model.state_dict().items():
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"refusing to write checkpoint {os.fspath(path)!r}: parameter {name!r} "
-                             f"holds non-finite values")
-        arrays["model/" + name] = value
-    arrays["config.json"] = np.array(json.dumps(model.config()))
-    if vocab is not None:
-        arrays["vocab"] = np.array([ord(char) for char in vocab.to_list()], dtype=np.int64)
-    arrays["step"] = np.array(step, dtype=np.int64)
-    arrays["best_val_loss"] = np.array(math.nan if best_val_loss is None else best_val_loss, dtype=np.float64)
-    if optimizer is not None:
-        arrays["optimizer.json"] = np.array(json.dumps(_pack(optimizer.state_dict(), "optimizer", arrays)))
-    if carried_state is not None:
-        state = carried_state.data if isinstance(carried_state, Tensor) else tuple(s.data for s in carried_state)
-        arrays["carried_state.json"] = np.array(json.dumps(_pack(state, "carried_state", arrays)))
-    arrays["training.json"] = np.array(json.dumps(training or {}))
-    save_arrays(path, arrays)
-
-
-def load_checkpoint(path, model=None, cell=None):
-    """Read a checkpoint written by ``save_checkpoint``: ``(model, vocab, optimizer_state, meta)``.
-
-    The model is rebuilt from the saved config, or, when ``model`` is given, the weights are
-    loaded into it (CheckpointError naming every mismatched key if its shape differs). ``cell``:
-    the Cell factory of a model built with a custom cell. ``vocab`` is a CharVocab (None if none
-    was saved), ``optimizer_state`` a state dict for ``Optimizer.load_state_dict`` (None if none),
-    ``meta`` a dict: step, best_val_loss (None if none), config, training, carried_state
-    (ndarrays, None if none).
-    """
-    return _checkpoint_parts(_read_checkpoint(path), path, model, cell)
-
-
-def _read_checkpoint(path):
-    """The arrays of the checkpoint at ``path``, after checking that it is one."""
-    arrays = load_arrays(path)
-    missing = [key for key in _REQUIRED_KEYS if key not in arrays]
-    if missing:
-        raise CheckpointError(f"{os.fspath(path)} is not a training checkpoint (no {', '.join(missing)}); "
-                              f"a file written by Module.save loads with model.load(path)")
-    return arrays
-
-
-def _saved_vocab(arrays):
-    """The checkpoint's CharVocab, or None if it saved none."""
-    if "vocab" not in arrays:
-        return None
-    return CharVocab.from_list([chr(code) for code in arrays["vocab"].tolist()])
-
-
-def _checkpoint_parts(arrays, path, model, cell):
-    """``load_checkpoint``'s result from the arrays already read from ``path``."""
-    config = _json_entry(arrays, "config.json")
-    weights = {name[len("model/"):]: value for name, value in arrays.items() if name.startswith("model/")}
-    if model is None:
-        model = build_model(config, cell)
-    try:
-        model.load_state_dict(weights)
-    except KeyError as error:
-        raise CheckpointError(f"checkpoint {os.fspath(path)} does not fit the model (it was saved from "
-                              f"{config}): {error.args[0]}") from None
-    optimizer_state = _unpack(_json_entry(arrays, "optimizer.json"), arrays)
-    best = float(arrays["best_val_loss"])
-    meta = {"step": int(arrays["step"]), "best_val_loss": None if math.isnan(best) else best, "config": config,
-            "training": _json_entry(arrays, "training.json") or {},
-            "carried_state": _unpack(_json_entry(arrays, "carried_state.json"), arrays)}
-    return model, _saved_vocab(arrays), optimizer_state, meta
-
-
-def _json_entry(arrays, key):
-    """The JSON value stored under ``key`` (None when the checkpoint has no such entry)."""
-    return json.loads(arrays[key].item()) if key in arrays else None
-
-
-def best_checkpoint_path(path):
-    """Where the best-validation checkpoint goes next to ``path``: ``run.npz`` -> ``run.best.npz``."""
-    root, extension = os.path.splitext(os.fspath(path))
-    return f"{root}.best{extension or '.npz'}"
-
-
-def _pack(value, key, arrays):
-    """``value`` as JSON-ready data: each ndarray goes into ``arrays[key/...]`` and is replaced by
-    {"array": its key}; dicts become {"dict": [[key, value], ...]} (int keys stay ints) and tuples
-    {"tuple": [...]}, so ``_unpack`` restores the structure exactly."""
-    if isinstance(value, np.ndarray):
-        arrays[key] = value
-        return {"array": key}
-    if isinstance(value, dict):
-        return {"dict": [[name, _pack(item, f"{key}/{name}", arrays)] for name, item in value.items()]}
-    if isinstance(value, (tuple, list)):
-        items = [_pack(item, f"{key}/{index}", arrays) for index, item in enumerate(value)]
-        return {"tuple": items} if isinstance(value, tuple) else items
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _unpack(value, arrays):
-    """The inverse of ``_pack``."""
-    if isinstance(value, list):
-        return [_unpack(item, arrays) for item in value]
-    if not isinstance(value, dict):
-        return value
-    if "array" in value:
-        return arrays[value["array"]]
-    if "tuple" in value:
-        return tuple(_unpack(item, arrays) for item in value["tuple"])
-    return {name: _unpack(item, arrays) for name, item in value["dict"]}
 
 
 # ===================================================================== the character language model
@@ -250,7 +113,7 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
     if not isinstance(text, str) or len(text) < 2:
         raise ValueError("train_char_lm needs a text of at least 2 characters")
     manual_seed(seed)
-    saved = _read_checkpoint(checkpoint) if resume else None
+    saved = read_checkpoint(checkpoint) if resume else None
     vocab = _resumed_vocab(saved, checkpoint) if resume else CharVocab(text)
     try:
         ids = vocab.encode(text)
@@ -371,7 +234,7 @@ def _total_steps(steps, epochs):
 
 
 def _resumed_vocab(arrays, path):
-    vocab = _saved_vocab(arrays)
+    vocab = saved_vocab(arrays)
     if vocab is None:
         raise CheckpointError(f"{os.fspath(path)} has no character vocabulary: not a CharLM checkpoint")
     return vocab
@@ -379,7 +242,7 @@ def _resumed_vocab(arrays, path):
 
 def _restore(arrays, path, model, opt, training, log):
     """Load the checkpoint read from ``path`` into ``model`` and ``opt``; (step, best val loss, carried state)."""
-    _, _, optimizer_state, meta = _checkpoint_parts(arrays, path, model, None)
+    _, _, optimizer_state, meta = checkpoint_parts(arrays, path, model, None)
     if optimizer_state is None:
         raise CheckpointError(f"{os.fspath(path)} has no optimizer state to resume from")
     try:
