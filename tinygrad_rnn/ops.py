@@ -1,12 +1,14 @@
 """Every differentiable primitive: its forward and its backward side by side.
 
-An op computes its output with NumPy and hands ``Tensor._result`` three things: the inputs (the
-tensors the gradient flows to), the backward function, and ``ctx`` (what the backward needs that
-is not an input or the output: axes, masks, shapes).
+An op computes its output with NumPy and hands ``Tensor._result`` four things: the inputs (the
+tensors the gradient flows to), the backward function, ``ctx`` (what the backward needs that is
+not an input or the output: axes, masks, shapes) and ``save``: which of the output and the inputs
+the backward reads. Only those arrays are kept for backward; the others are passed to it as a
+``Meta`` (their shape and dtype), so a temporary no backward reads is freed after the forward.
 
 Every backward has the signature ``backward(g, out, ctx, *inputs) -> one gradient per input``.
-On the first-order path ``g``, ``out`` and ``inputs`` are ndarrays; with ``create_graph=True``
-they are Tensors, and the same lines then record the backward pass as a graph. So a backward is
+On the first-order path ``g``, ``out`` and ``inputs`` are ndarrays (or Metas); with
+``create_graph=True`` they are Tensors, and the same lines then record the backward pass as a graph. So a backward is
 written only with what ndarrays and Tensors share (operators, ``sum``, ``reshape``,
 ``transpose``, indexing) plus the few helpers below that dispatch on type. A ``None`` gradient
 means "nothing flows to this input".
@@ -17,9 +19,14 @@ import builtins
 
 import numpy as np
 
-from .tensor import IndexGrad, ProductGrad, Tensor
+from .tensor import SAVE_ALL, IndexGrad, ProductGrad, Tensor
 
 _result = Tensor._result
+# What a backward reads (``save=`` of ``Tensor._result``): the output, and which inputs.
+_NOTHING = (False, ())
+_OUTPUT = (True, ())
+_INPUTS = (False, None)
+_X_AND_WEIGHT = (False, (0, 1))
 
 
 # ===================================================================== helpers
@@ -91,7 +98,7 @@ def add(a, b):
         data = a.data + b.data
     except ValueError:
         raise _broadcast_error("add", a, b) from None
-    return _result(data, (a, b), _add_backward)
+    return _result(data, (a, b), _add_backward, None, _NOTHING)
 
 
 def _add_backward(g, out, ctx, a, b):
@@ -105,7 +112,7 @@ def sub(a, b):
         data = a.data - b.data
     except ValueError:
         raise _broadcast_error("sub", a, b) from None
-    return _result(data, (a, b), _sub_backward)
+    return _result(data, (a, b), _sub_backward, None, _NOTHING)
 
 
 def _sub_backward(g, out, ctx, a, b):
@@ -119,7 +126,7 @@ def mul(a, b):
         data = a.data * b.data
     except ValueError:
         raise _broadcast_error("mul", a, b) from None
-    return _result(data, (a, b), _mul_backward)
+    return _result(data, (a, b), _mul_backward, None, _INPUTS)
 
 
 def _mul_backward(g, out, ctx, a, b):
@@ -133,7 +140,7 @@ def div(a, b):
         data = a.data / b.data
     except ValueError:
         raise _broadcast_error("div", a, b) from None
-    return _result(data, (a, b), _div_backward)
+    return _result(data, (a, b), _div_backward, None, _INPUTS)
 
 
 def _div_backward(g, out, ctx, a, b):
@@ -144,13 +151,13 @@ def _div_backward(g, out, ctx, a, b):
 def pow(a, b):
     """a ** b: a number exponent, or a tensor exponent (then a must be positive where b needs grad)."""
     if isinstance(a, Tensor) and type(b) in (int, float):  # not np.float64: it would upcast float32
-        return _result(a.data ** b, (a,), _pow_scalar_backward, b)
+        return _result(a.data ** b, (a,), _pow_scalar_backward, b, _INPUTS)
     a, b = _operands(a, b, "pow")
     try:
         data = a.data ** b.data
     except ValueError:
         raise _broadcast_error("pow", a, b) from None
-    return _result(data, (a, b), _pow_backward, (a.requires_grad, b.requires_grad))
+    return _result(data, (a, b), _pow_backward, (a.requires_grad, b.requires_grad), SAVE_ALL)
 
 
 def _pow_scalar_backward(g, out, exponent, a):
@@ -170,7 +177,7 @@ def _pow_backward(g, out, needs, a, b):
 
 def neg(a):
     """-a."""
-    return _result(-a.data, (a,), _neg_backward)
+    return _result(-a.data, (a,), _neg_backward, None, _NOTHING)
 
 
 def _neg_backward(g, out, ctx, a):
@@ -187,7 +194,7 @@ def matmul(a, b):
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match "
                          f"(inner sizes {a.shape[-1:]} and {b.shape[-2:-1] or b.shape}; "
                          f"batch axes must broadcast)") from None
-    return _result(data, (a, b), _matmul_backward, (a.requires_grad, b.requires_grad))
+    return _result(data, (a, b), _matmul_backward, (a.requires_grad, b.requires_grad), _INPUTS)
 
 
 def _matmul_backward(g, out, needs, a, b):
@@ -222,11 +229,11 @@ def linear(x, weight, bias=None):
                          f"(N, in) and (out, in)")
     data = x.data @ weight.data.T
     if bias is None:
-        return _result(data, (x, weight), _linear_backward, x.requires_grad)
+        return _result(data, (x, weight), _linear_backward, x.requires_grad, _INPUTS)
     if bias.shape != (weight.shape[0],) or bias.dtype != weight.dtype:
         raise ValueError(f"linear: bias {bias.shape} {bias.dtype} does not fit weight {weight.shape} {weight.dtype}")
     data += bias.data
-    return _result(data, (x, weight, bias), _linear_backward, x.requires_grad)
+    return _result(data, (x, weight, bias), _linear_backward, x.requires_grad, _X_AND_WEIGHT)
 
 
 def _linear_backward(g, out, need_x, x, weight, bias=None):
@@ -244,7 +251,7 @@ def _swap_last(x):
 # ===================================================================== elementwise unary
 def exp(a):
     """e^a."""
-    return _result(np.exp(a.data), (a,), _exp_backward)
+    return _result(np.exp(a.data), (a,), _exp_backward, None, _OUTPUT)
 
 
 def _exp_backward(g, out, ctx, a):
@@ -253,7 +260,7 @@ def _exp_backward(g, out, ctx, a):
 
 def log(a):
     """Natural logarithm."""
-    return _result(np.log(a.data), (a,), _log_backward)
+    return _result(np.log(a.data), (a,), _log_backward, None, _INPUTS)
 
 
 def _log_backward(g, out, ctx, a):
@@ -262,7 +269,7 @@ def _log_backward(g, out, ctx, a):
 
 def tanh(a):
     """tanh(a); no overflow at any input."""
-    return _result(np.tanh(a.data), (a,), _tanh_backward)
+    return _result(np.tanh(a.data), (a,), _tanh_backward, None, _OUTPUT)
 
 
 def _tanh_backward(g, out, ctx, a):
@@ -278,7 +285,7 @@ def sigmoid(a):
         np.exp(e, out=e)
     e += 1
     np.reciprocal(e, out=e)
-    return _result(e.reshape(x.shape), (a,), _sigmoid_backward)
+    return _result(e.reshape(x.shape), (a,), _sigmoid_backward, None, _OUTPUT)
 
 
 def _sigmoid_backward(g, out, ctx, a):
@@ -288,7 +295,7 @@ def _sigmoid_backward(g, out, ctx, a):
 def relu(a):
     """max(a, 0); the gradient at 0 is 0."""
     mask = a.data > 0
-    return _result(a.data * mask, (a,), _mask_backward, mask)
+    return _result(a.data * mask, (a,), _mask_backward, mask, _NOTHING)
 
 
 def _mask_backward(g, out, mask, a):
@@ -297,12 +304,12 @@ def _mask_backward(g, out, mask, a):
 
 def abs(a):
     """|a|; the gradient at 0 is 0."""
-    return _result(np.abs(a.data), (a,), _mask_backward, np.sign(a.data))
+    return _result(np.abs(a.data), (a,), _mask_backward, np.sign(a.data), _NOTHING)
 
 
 def sqrt(a):
     """√a."""
-    return _result(np.sqrt(a.data), (a,), _sqrt_backward)
+    return _result(np.sqrt(a.data), (a,), _sqrt_backward, None, _OUTPUT)
 
 
 def _sqrt_backward(g, out, ctx, a):
@@ -317,13 +324,13 @@ def clip(a, low=None, high=None):
         inside &= a.data >= low
     if high is not None:
         inside &= a.data <= high
-    return _result(data, (a,), _mask_backward, inside)
+    return _result(data, (a,), _mask_backward, inside, _NOTHING)
 
 
 def astype(a, dtype):
     """A copy in another dtype; the gradient is cast back (none flows through a non-float result)."""
     dtype = np.dtype(dtype)
-    return _result(a.data.astype(dtype), (a,) if dtype.kind == "f" else (), _astype_backward)
+    return _result(a.data.astype(dtype), (a,) if dtype.kind == "f" else (), _astype_backward, None, _NOTHING)
 
 
 def _astype_backward(g, out, ctx, a):
@@ -345,7 +352,7 @@ def _normalise_axis(axis, ndim):
 def sum(a, axis=None, keepdims=False):
     """Sum over ``axis`` (None: all axes)."""
     axes = _normalise_axis(axis, a.ndim)
-    return _result(a.data.sum(axis=axes, keepdims=keepdims), (a,), _sum_backward, (axes, keepdims, None))
+    return _result(a.data.sum(axis=axes, keepdims=keepdims), (a,), _sum_backward, (axes, keepdims, None), _NOTHING)
 
 
 def mean(a, axis=None, keepdims=False):
@@ -353,7 +360,7 @@ def mean(a, axis=None, keepdims=False):
     axes = _normalise_axis(axis, a.ndim)
     count = int(np.prod([a.shape[ax] for ax in axes]))
     data = a.data.sum(axis=axes, keepdims=keepdims) / count
-    return _result(data, (a,), _sum_backward, (axes, keepdims, 1.0 / count))
+    return _result(data, (a,), _sum_backward, (axes, keepdims, 1.0 / count), _NOTHING)
 
 
 def _sum_backward(g, out, ctx, a):
@@ -371,7 +378,7 @@ def max(a, axis=None, keepdims=False):
     is_top = a.data == top
     share = is_top / is_top.sum(axis=axes, keepdims=True).astype(a.dtype)
     data = top if keepdims else top.reshape(tuple(n for i, n in enumerate(a.shape) if i not in axes))
-    return _result(data, (a,), _max_backward, (axes, keepdims, share.astype(a.dtype)))
+    return _result(data, (a,), _max_backward, (axes, keepdims, share.astype(a.dtype)), _NOTHING)
 
 
 def _max_backward(g, out, ctx, a):
@@ -391,7 +398,7 @@ def reshape(a, *shape):
     except ValueError:
         raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) "
                          f"into {shape}") from None
-    return _result(data, (a,), _reshape_backward)
+    return _result(data, (a,), _reshape_backward, None, _NOTHING)
 
 
 def _reshape_backward(g, out, ctx, a):
@@ -408,7 +415,7 @@ def transpose(a, *axes):
         axes = tuple(int(ax) + a.ndim if ax < 0 else int(ax) for ax in axes)
     if sorted(axes) != list(range(a.ndim)):
         raise ValueError(f"transpose: axes {axes} are not a permutation of a {a.ndim}-D tensor's axes")
-    return _result(a.data.transpose(axes), (a,), _transpose_backward, tuple(np.argsort(axes)))
+    return _result(a.data.transpose(axes), (a,), _transpose_backward, tuple(np.argsort(axes)), _NOTHING)
 
 
 def _transpose_backward(g, out, inverse, a):
@@ -425,7 +432,7 @@ def broadcast_to(a, shape):
         data = np.broadcast_to(a.data, shape)
     except ValueError:
         raise ValueError(f"broadcast_to: shape {a.shape} cannot be broadcast to {shape}") from None
-    return _result(data, (a,), _broadcast_to_backward)
+    return _result(data, (a,), _broadcast_to_backward, None, _NOTHING)
 
 
 def _broadcast_to_backward(g, out, ctx, a):
@@ -458,13 +465,13 @@ def getitem(a, index):
     if type(index) is int and a.ndim:  # the per-time-step read x[t]
         if not -a.shape[0] <= index < a.shape[0]:
             raise IndexError(f"index {index} is out of range for axis 0 of a tensor of shape {a.shape}")
-        return _result(a.data[index], (a,), _getitem_backward, (index, True))
+        return _result(a.data[index], (a,), _getitem_backward, (index, True), _NOTHING)
     index, basic = _normalise_index(index)
     try:
         data = a.data[index]
     except IndexError as error:
         raise IndexError(f"index {index!r} into a tensor of shape {a.shape}: {error}") from None
-    return _result(data, (a,), _getitem_backward, (index, basic))
+    return _result(data, (a,), _getitem_backward, (index, basic), _NOTHING)
 
 
 def _getitem_backward(g, out, ctx, a):
@@ -478,7 +485,7 @@ def _scatter(g, index, basic, shape):
     """zeros(shape) with ``g`` added at ``index``: the graph-recording form of getitem's backward."""
     data = np.zeros(shape, dtype=g.data.dtype)
     IndexGrad(index, basic, g.data).add_into(data)
-    return _result(data, (g,), _scatter_backward, index)
+    return _result(data, (g,), _scatter_backward, index, _NOTHING)
 
 
 def _scatter_backward(g, out, index, source):
@@ -503,7 +510,7 @@ def split(a, split_size_or_sections, axis=0):
     pieces, start = [], 0
     for size in sizes:
         index = lead + (slice(start, start + size),)
-        pieces.append(_result(a.data[index], (a,), _getitem_backward, (index, True)))
+        pieces.append(_result(a.data[index], (a,), _getitem_backward, (index, True), _NOTHING))
         start += size
     return pieces
 
@@ -532,7 +539,7 @@ def concat(tensors, axis=0):
         raise ValueError(f"concat along axis {axis}: shapes {[t.shape for t in tensors]} do not match "
                          f"off that axis") from None
     ends = np.cumsum([t.shape[axis] for t in tensors])
-    return _result(data, tuple(tensors), _concat_backward, (axis % data.ndim, ends))
+    return _result(data, tuple(tensors), _concat_backward, (axis % data.ndim, ends), _NOTHING)
 
 
 def _concat_backward(g, out, ctx, *inputs):
@@ -548,7 +555,7 @@ def stack(tensors, axis=0):
         data = np.stack([t.data for t in tensors], axis=axis)
     except ValueError:
         raise ValueError(f"stack: all tensors need the same shape, got {[t.shape for t in tensors]}") from None
-    return _result(data, tuple(tensors), _stack_backward, axis % data.ndim)
+    return _result(data, tuple(tensors), _stack_backward, axis % data.ndim, _NOTHING)
 
 
 def _stack_backward(g, out, axis, *inputs):
@@ -582,7 +589,7 @@ def where(condition, a, b):
     except ValueError:
         raise ValueError(f"where: condition {cond.shape}, {a.shape} and {b.shape} cannot be "
                          f"broadcast together") from None
-    return _result(data, (a, b), _where_backward, cond)
+    return _result(data, (a, b), _where_backward, cond, _NOTHING)
 
 
 def _where_backward(g, out, cond, a, b):
@@ -636,7 +643,7 @@ Tensor.mean = mean
 Tensor.max = max
 Tensor.reshape = reshape
 Tensor.transpose = transpose
-Tensor.T = property(lambda a: _result(a.data.T, (a,), _transpose_backward, (1, 0)) if a.ndim == 2 else transpose(a))
+Tensor.T = property(lambda a: _result(a.data.T, (a,), _transpose_backward, (1, 0), _NOTHING) if a.ndim == 2 else transpose(a))
 Tensor.broadcast_to = broadcast_to
 Tensor.split = split
 Tensor.chunk = chunk

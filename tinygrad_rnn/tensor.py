@@ -1,21 +1,29 @@
 """Tensor: an ndarray plus what reverse-mode autodiff needs, and the backward walk.
 
-A Tensor made by an op remembers its inputs (``_parents``), the op's backward function
-(``_backward``) and whatever the op saved for it (``_ctx``). ``backward()`` walks that graph from
-the output towards the leaves in reverse creation order: every tensor carries a creation number
-(``_seq``), and a tensor is always created after its inputs, so popping the largest number first
-visits each tensor after all of its consumers, i.e. after its gradient is complete.
+A Tensor made by an op holds its data and a ``Node``: the op's backward function, the nodes of
+the op's inputs, and only the arrays that backward reads (an op declares them: ``save=`` in
+``Tensor._result``). Intermediate results that no backward reads are therefore freed as soon as
+the program drops them, while the graph lives on: a recurrent step keeps what its backward
+needs, not every temporary. Leaves that require grad have a node too (no backward, a weak
+reference to the tensor, whose ``.grad`` it fills).
+
+``backward()`` walks the nodes from the output towards the leaves in reverse creation order:
+every node carries a creation number (``seq``), and a node is always created after its inputs',
+so popping the largest number first visits each node after all of its consumers, i.e. after its
+gradient is complete.
 
 Gradients flowing through the walk are plain ndarrays, so the first-order path builds no graph.
-With ``create_graph=True`` they are Tensors instead and every backward function runs on Tensors,
-recording the backward pass itself; that is what makes gradients of gradients work. Each op's
-backward is written once with operators and methods that ndarrays and Tensors share.
+With ``create_graph=True`` they are Tensors instead and every backward function runs on Tensors
+(the saved arrays rewrapped with their nodes), recording the backward pass itself; that is what
+makes gradients of gradients work. Each op's backward is written once with operators and methods
+that ndarrays and Tensors share.
 
 The operators and methods (``+``, ``@``, ``exp``, ``sum``, ``__getitem__`` ...) are attached to
 Tensor at the end of ``ops.py``, next to the ops that implement them.
 """
 import heapq
 import itertools
+import weakref
 
 import numpy as np
 
@@ -128,6 +136,56 @@ class ProductGrad:
         return np.concatenate(self.lefts).T @ np.concatenate(self.rights)
 
 
+class Meta:
+    """The shape and dtype of an array that a backward does not read (it needs only these)."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = shape, dtype
+
+    ndim = property(lambda self: len(self.shape))
+
+
+_METAS = {}
+
+
+def _meta(array):
+    """The (shared) Meta of an array's shape and dtype."""
+    return _METAS.get((array.shape, array.dtype)) or _METAS.setdefault((array.shape, array.dtype),
+                                                                      Meta(array.shape, array.dtype))
+
+
+SAVE_ALL = (True, None)   # save=: (whether backward reads the output, indices of the inputs it reads; None: all)
+
+
+class Node:
+    """One tensor's place in the graph: how to send its gradient on.
+
+    ``backward(g, out, ctx, *saved)`` returns one gradient per input; ``inputs`` are the input
+    tensors' nodes (None for an input that does not require grad); ``saved`` holds each input's
+    array if backward reads it, else a description of it (its node, or a ``Meta``: both have its
+    shape, dtype and ndim); ``out`` is the output array if backward reads it, else None (``shape``
+    and ``dtype`` describe it either way). A leaf's node has no backward
+    and a weak reference to its tensor (``tensor``), as has a non-leaf whose gradient is retained.
+    """
+
+    __slots__ = ("backward", "ctx", "inputs", "saved", "out", "shape", "dtype", "seq", "hooks", "tensor")
+
+    ndim = property(lambda self: len(self.shape))
+
+
+_DESCRIPTIONS = (Meta, Node)  # what ``saved`` holds for an input that backward does not read
+
+
+def _leaf_node(tensor):
+    node = object.__new__(Node)
+    node.backward, node.ctx, node.inputs, node.saved, node.out = None, None, (), (), None
+    node.shape, node.dtype, node.seq, node.hooks = tensor.data.shape, tensor.data.dtype, _next_seq(), None
+    node.tensor = weakref.ref(tensor)
+    return node
+
+
 def _as_array(data, dtype):
     if isinstance(data, np.ndarray):
         return data if dtype is None or data.dtype == dtype else data.astype(dtype)
@@ -150,8 +208,7 @@ class Tensor:
     Only floating-point tensors can require gradients.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_ctx", "_seq",
-                 "_hooks", "_retain", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad=False, dtype=None):
@@ -163,35 +220,65 @@ class Tensor:
         self.data = data
         self.grad = None
         self.requires_grad = bool(requires_grad)
-        self._parents = ()
-        self._backward = None
-        self._ctx = None
-        self._seq = _next_seq()
-        self._hooks = None
-        self._retain = False
+        self._node = _leaf_node(self) if requires_grad else None
 
     # ---------------------------------------------------------------- construction by ops
     @classmethod
-    def _result(cls, data, parents, backward, ctx=None):
-        """The output of an op: records (parents, backward, ctx) if any parent requires grad."""
+    def _result(cls, data, parents, backward, ctx=None, save=SAVE_ALL):
+        """The output of an op; if any parent requires grad, with a node recording the op.
+
+        ``save = (reads_output, indices of the inputs read, or None for all)`` names what
+        ``backward`` reads; of an input it does not read only a ``Meta`` is kept, of the output
+        nothing (the node has its shape and dtype).
+        """
         out = object.__new__(cls)
         out.data = data
         out.grad = None
-        out._seq = _next_seq()
-        out._hooks = None
-        out._retain = False
         if _GradMode.enabled:
             for p in parents:
                 if p.requires_grad:
-                    out.requires_grad = True
-                    out._parents = parents
-                    out._backward = backward
-                    out._ctx = ctx
-                    return out
+                    break
+            else:
+                parents = None
+            if parents is not None:
+                reads_output, reads = save
+                node = object.__new__(Node)
+                node.backward, node.ctx, node.hooks, node.tensor = backward, ctx, None, None
+                node.out = data if reads_output else None
+                node.shape, node.dtype = data.shape, data.dtype
+                # an input that is not read is described by its node (which has its shape and dtype),
+                # or by a Meta when it has none; the common cases are written out for speed
+                if len(parents) == 1:
+                    (p,) = parents
+                    pn = p._node
+                    node.inputs = (pn,)
+                    node.saved = (p.data if reads is None or reads else pn or _meta(p.data),)
+                elif len(parents) == 2:
+                    p, q = parents
+                    pn, qn = p._node, q._node
+                    node.inputs = (pn, qn)
+                    if reads is None:
+                        node.saved = (p.data, q.data)
+                    else:
+                        node.saved = (p.data if 0 in reads else pn or _meta(p.data),
+                                      q.data if 1 in reads else qn or _meta(q.data))
+                else:
+                    node.inputs = tuple([p._node for p in parents])
+                    node.saved = tuple([p.data if reads is None or i in reads else p._node or _meta(p.data)
+                                        for i, p in enumerate(parents)])
+                node.seq = _next_seq()
+                out.requires_grad = True
+                out._node = node
+                return out
         out.requires_grad = False
-        out._parents = ()
-        out._backward = None
-        out._ctx = None
+        out._node = None
+        return out
+
+    @classmethod
+    def _wrap(cls, data, node):
+        """A Tensor for ``data`` whose gradient flows into ``node`` (None: a constant)."""
+        out = object.__new__(cls)
+        out.data, out.grad, out.requires_grad, out._node = data, None, node is not None, node
         return out
 
     # ---------------------------------------------------------------- plain properties
@@ -199,7 +286,7 @@ class Tensor:
     ndim = property(lambda self: self.data.ndim)
     dtype = property(lambda self: self.data.dtype)
     size = property(lambda self: self.data.size)
-    is_leaf = property(lambda self: self._backward is None)
+    is_leaf = property(lambda self: self._node is None or self._node.backward is None)
 
     def __len__(self):
         return len(self.data)
@@ -233,13 +320,15 @@ class Tensor:
         if flag and self.data.dtype.kind != "f":
             raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.data.dtype}")
         self.requires_grad = bool(flag)
+        self._node = _leaf_node(self) if flag else None
         return self
 
     def retain_grad(self):
         """Keep ``.grad`` on this non-leaf tensor after ``backward()`` (leaves always keep it)."""
         if not self.requires_grad:
             raise RuntimeError("retain_grad() on a tensor that does not require grad")
-        self._retain = True
+        if self._node.tensor is None:
+            self._node.tensor = weakref.ref(self)
 
     def register_hook(self, fn):
         """``fn(grad) -> grad or None`` runs when this tensor's gradient is complete.
@@ -249,10 +338,11 @@ class Tensor:
         """
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that does not require grad")
-        if self._hooks is None:
-            self._hooks = []
-        self._hooks.append(fn)
-        return _HookHandle(self._hooks, fn)
+        node = self._node
+        if node.hooks is None:
+            node.hooks = []
+        node.hooks.append(fn)
+        return _HookHandle(node.hooks, fn)
 
     # ---------------------------------------------------------------- backward
     def backward(self, grad=None, create_graph=False):
@@ -282,7 +372,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
     found = _walk(outputs, list(grad_outputs), create_graph=create_graph, inputs=inputs)
     result = []
     for i, x in enumerate(inputs):
-        g = found.get(x)
+        g = found.get(x._node)
         if g is None:
             if not allow_unused:
                 raise RuntimeError(f"grad(): input {i} (shape {x.shape}) is not reachable from the "
@@ -318,56 +408,61 @@ def _root_gradient(t, g, create_graph):
 
 
 def _walk(roots, root_grads, create_graph, inputs):
-    """Propagate gradients from ``roots`` to every tensor that needs one.
+    """Propagate gradients from ``roots`` to every node that needs one.
 
-    ``grads`` holds each pending tensor's gradient. An array the walk allocated itself for a
-    tensor (a sum of two contributions, or a buffer for index gradients) is marked ``owned`` and
-    further contributions are added into it in place; any other array may be shared (an op can
-    pass its upstream gradient straight on), so it is never written to.
+    ``grads`` holds each pending node's gradient. An array the walk allocated itself for a node
+    (a sum of two contributions, or a buffer for index gradients) is marked ``owned`` and further
+    contributions are added into it in place; any other array may be shared (an op can pass its
+    upstream gradient straight on), so it is never written to.
 
     With ``inputs`` (the ``grad()`` function) no ``.grad`` is touched and the gradients of those
-    tensors are returned instead.
+    tensors are returned instead, keyed by their nodes.
     """
     grads, owned, heap = {}, set(), []
     heappop, heappush = heapq.heappop, heapq.heappush
-    capture = None if inputs is None else {x: None for x in inputs}
+    capture = None if inputs is None else {x._node: None for x in inputs}
     previous_mode = _GradMode.enabled
     _GradMode.enabled = create_graph
     try:
         for t, g in zip(roots, root_grads):
-            _accumulate(grads, owned, heap, t, _root_gradient(t, g, create_graph), create_graph)
+            g = _root_gradient(t, g, create_graph)
+            _accumulate(grads, owned, heap, t._node, g, create_graph)
         while heap:
-            t = heappop(heap)[1]
-            g = grads.pop(t)
-            t_owned = t in owned
-            if t_owned:
-                owned.discard(t)
-            if type(g) is ProductGrad and (t._hooks or t._retain or capture is not None
-                                           or not getattr(t._backward, "passes_product_grad", False)):
-                g, t_owned = g.value(), True
-            if t._hooks:
-                t_owned = False  # a hook may keep the array it was shown: never write to it afterwards
-                for hook in tuple(t._hooks):
+            node = heappop(heap)[1]
+            g = grads.pop(node)
+            node_owned = node in owned
+            if node_owned:
+                owned.discard(node)
+            if type(g) is ProductGrad and (node.hooks or node.tensor is not None or capture is not None
+                                           or not getattr(node.backward, "passes_product_grad", False)):
+                g, node_owned = g.value(), True
+            if node.hooks:
+                node_owned = False  # a hook may keep the array it was shown: never write to it afterwards
+                for hook in tuple(node.hooks):
                     replaced = hook(g)
                     if replaced is not None:
-                        g = _checked_hook_result(t, replaced, create_graph)
+                        g = _checked_hook_result(node, replaced, create_graph)
             if capture is not None:
-                if t in capture:
-                    capture[t] = g if t_owned or create_graph else np.array(g)  # never aliased nor read-only
-            elif t._backward is None or t._retain:
-                _store_grad(t, g, t_owned, create_graph)
-            if t._backward is None:
+                if node in capture:
+                    capture[node] = g if node_owned or create_graph else np.array(g)  # never aliased nor read-only
+            elif node.tensor is not None:
+                tensor = node.tensor()
+                if tensor is not None:
+                    _store_grad(tensor, g, node_owned, create_graph)
+            backward = node.backward
+            if backward is None:
                 continue
-            parents = t._parents
             if create_graph:
-                parent_grads = t._backward(g, t, t._ctx, *parents)
+                saved = [s if type(s) in _DESCRIPTIONS else Tensor._wrap(s, n) for s, n in zip(node.saved, node.inputs)]
+                out = None if node.out is None else Tensor._wrap(node.out, node)
+                parent_grads = backward(g, out, node.ctx, *saved)
             else:
-                parent_grads = t._backward(g, t.data, t._ctx, *[p.data for p in parents])
-            for p, pg in zip(parents, parent_grads):
-                if pg is not None and p.requires_grad:
+                parent_grads = backward(g, node.out, node.ctx, *node.saved)
+            for p, pg in zip(node.inputs, parent_grads):
+                if pg is not None and p is not None:
                     if type(pg) is np.ndarray and p not in grads:  # the common case, inlined
                         grads[p] = pg
-                        heappush(heap, (-p._seq, p))
+                        heappush(heap, (-p.seq, p))
                     else:
                         _accumulate(grads, owned, heap, p, pg, create_graph)
     finally:
@@ -378,9 +473,9 @@ def _walk(roots, root_grads, create_graph, inputs):
 def _accumulate(grads, owned, heap, p, pg, create_graph):
     current = grads.get(p)
     if current is None:
-        heapq.heappush(heap, (-p._seq, p))
+        heapq.heappush(heap, (-p.seq, p))
         if type(pg) is IndexGrad:
-            buffer = np.zeros(p.data.shape, dtype=pg.g.dtype)
+            buffer = np.zeros(p.shape, dtype=pg.g.dtype)
             pg.add_into(buffer)
             grads[p] = buffer
             owned.add(p)
@@ -423,16 +518,17 @@ def _store_grad(t, g, g_owned, create_graph):
         t.grad += g
 
 
-def _checked_hook_result(t, replaced, create_graph):
+def _checked_hook_result(node, replaced, create_graph):
+    shape, dtype = node.shape, node.dtype
     if create_graph:
         if not isinstance(replaced, Tensor):
-            replaced = Tensor(np.asarray(replaced, dtype=t.data.dtype))
+            replaced = Tensor(np.asarray(replaced, dtype=dtype))
     else:
         replaced = replaced.data if isinstance(replaced, Tensor) else np.asarray(replaced)
-    if replaced.shape != t.shape:
+    if replaced.shape != shape:
         raise ValueError(f"a hook returned a gradient of shape {tuple(replaced.shape)} for a tensor of "
-                         f"shape {t.shape}; a hook must return None or the same shape")
-    if replaced.dtype != t.data.dtype:
+                         f"shape {shape}; a hook must return None or the same shape")
+    if replaced.dtype != dtype:
         raise TypeError(f"a hook returned a gradient of dtype {replaced.dtype} for a tensor of dtype "
-                        f"{t.data.dtype}; a hook must keep the dtype")
+                        f"{dtype}; a hook must keep the dtype")
     return replaced

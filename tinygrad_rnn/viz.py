@@ -1,17 +1,20 @@
 """Looking at a graph the engine recorded: Graphviz DOT text, an image through ``dot``, a text summary.
 
-The graph of a tensor is everything reachable from it through ``_parents``. Its nodes are:
+The graph of a tensor is everything reachable from its node through the nodes' ``inputs``. Its
+vertices are:
 
-- op outputs (a ``_backward``): labelled with the op's name, read off the backward function's name
-  (``_mul_backward`` -> "mul"; ops that share a backward share its name: relu, abs and clip are
-  "mask", mean is "sum"), and the shape;
+- ops (a node with a ``backward``): labelled with the op's name, read off the backward function's
+  name (``_mul_backward`` -> "mul"; ops that share a backward share its name: relu, abs and clip
+  are "mask", mean is "sum"), and the shape;
 - parameters: leaves found in ``params`` (a Module, a {name: tensor} dict or (name, tensor) pairs),
-  labelled with their name. A parameter is one node however many steps use it; its use count is the
-  number of edges leaving it, and one used more than once is drawn as shared;
-- other leaves: "leaf (requires grad)" if they require grad, else "constant" (0-d) or "input".
+  labelled with their name. A parameter is one vertex however many steps use it; its use count is
+  the number of edges leaving it, and one used more than once is drawn as shared;
+- other leaves that require grad: "leaf (requires grad)";
+- operands that need no gradient: "constant" (0-d) or "input", one vertex per use (the graph keeps
+  no identity for them, only their shape).
 
 Only ops with an input that requires grad are recorded, so a slice of an input that needs no
-gradient is itself a leaf.
+gradient is itself an input.
 """
 import shutil
 import subprocess
@@ -20,38 +23,37 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .tensor import Tensor
+from .tensor import Node, Tensor
 
 __all__ = ["to_dot", "render", "summary", "GraphCounts", "graph_counts"]
 
 
 def to_dot(loss, params=None):
     """Graphviz DOT text of the graph of ``loss`` (see the module docstring); edges point from input to op."""
-    nodes, uses = _graph(loss)
+    vertices, edges, uses = _graph(loss)
     names = _parameter_names(params)
-    ids = {t: f"n{k}" for k, t in enumerate(nodes)}
+    ids = {v: f"n{k}" for k, v in enumerate(vertices)}
     lines = ["digraph autograd {", "  rankdir=BT;",
              '  node [fontname="Helvetica", fontsize=10, shape=box, style="rounded,filled", fillcolor=white];']
-    for t in nodes:
-        lines.append(f"  {ids[t]} [{_node_attributes(t, t is loss, names.get(t), uses[t])}];")
-    for t in nodes:
-        for parent in t._parents:
-            lines.append(f"  {ids[parent]} -> {ids[t]};")
+    for v in vertices:
+        lines.append(f"  {ids[v]} [{_vertex_attributes(v, v is vertices[-1], names.get(v), uses[v])}];")
+    for source, target in edges:
+        lines.append(f"  {ids[source]} -> {ids[target]};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def _node_attributes(t, is_root, name, use_count):
-    shape = str(tuple(t.shape))
+def _vertex_attributes(v, is_root, name, use_count):
+    shape = str(tuple(v.shape))
     if name is not None:
         escaped = name.replace("\\", "\\\\").replace('"', '\\"')
         if use_count > 1:
             return (f'label="{escaped}\\n{shape}\\nparameter, used {use_count}x (shared)", '
                     f'style="filled,bold", fillcolor="#9ecae1", peripheries=2')
         return f'label="{escaped}\\n{shape}\\nparameter, used {use_count}x", fillcolor="#9ecae1"'
-    if t._backward is not None:
-        return f'label="{op_name(t)}\\n{shape}"' + (', fillcolor="#fdd0a2"' if is_root else "")
-    return f'label="{_leaf_kind(t)}\\n{shape}", shape=ellipse, fillcolor="#e5e5e5"'
+    if isinstance(v, Node) and v.backward is not None:
+        return f'label="{op_name(v)}\\n{shape}"' + (', fillcolor="#fdd0a2"' if is_root else "")
+    return f'label="{_leaf_kind(v)}\\n{shape}", shape=ellipse, fillcolor="#e5e5e5"'
 
 
 def render(loss, path, params=None):
@@ -101,22 +103,23 @@ def graph_counts(loss, params=None):
     the per-step count. Nothing more is inferred: a cell that uses the parameter twice per step, or
     steps that differ (e.g. masking by lengths), leave ``step_ops`` None.
     """
-    nodes, uses = _graph(loss)
+    vertices, _, uses = _graph(loss)
     names = _parameter_names(params)
-    ops = [t for t in nodes if t._backward is not None]
+    ops = [v for v in vertices if isinstance(v, Node) and v.backward is not None]
     counts = GraphCounts(
-        ops=Counter(op_name(t) for t in ops),
-        leaves=Counter(_leaf_kind(t) for t in nodes if t._backward is None and t not in names),
-        parameter_uses={names[t]: uses[t] for t in nodes if t in names})
+        ops=Counter(op_name(v) for v in ops),
+        leaves=Counter(_leaf_kind(v) for v in vertices if not (isinstance(v, Node) and v.backward is not None)
+                       and v not in names),
+        parameter_uses={names[v]: uses[v] for v in vertices if v in names})
     if not counts.parameter_uses or max(counts.parameter_uses.values()) < 2:
         return counts
     counts.step_parameter = max(counts.parameter_uses, key=counts.parameter_uses.get)
-    param = next(t for t in nodes if names.get(t) == counts.step_parameter)
-    marks = sorted({t._seq for t in ops if any(p is param for p in t._parents)})
-    periods = [tuple(op_name(t) for t in ops if start <= t._seq < end) for start, end in zip(marks, marks[1:])]
+    param = next(v for v in vertices if names.get(v) == counts.step_parameter)
+    marks = sorted({v.seq for v in ops if any(p is param for p in v.inputs)})
+    periods = [tuple(op_name(v) for v in ops if start <= v.seq < end) for start, end in zip(marks, marks[1:])]
     counts.periods = len(periods)
-    counts.before = sum(t._seq < marks[0] for t in ops)
-    counts.after = sum(t._seq >= marks[-1] for t in ops)
+    counts.before = sum(v.seq < marks[0] for v in ops)
+    counts.after = sum(v.seq >= marks[-1] for v in ops)
     if len(set(periods)) == 1:
         counts.step_ops = periods[0]
     return counts
@@ -146,8 +149,9 @@ def summary(loss, params=None):
 
 
 def op_name(t):
-    """The op that made ``t``, from its backward's name: ``_mul_backward`` -> "mul"."""
-    name = t._backward.__name__.lstrip("_")
+    """The op that made ``t`` (a Tensor or its Node), from its backward's name: ``_mul_backward`` -> "mul"."""
+    node = t._node if isinstance(t, Tensor) else t
+    name = node.backward.__name__.lstrip("_")
     return name[:-len("_backward")] if name.endswith("_backward") else name
 
 
@@ -155,28 +159,44 @@ def _counted(counter):
     return ", ".join(f"{name} {count}" for name, count in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def _leaf_kind(t):
-    if t.requires_grad:
+class _Operand:
+    """An op's input that needs no gradient: the graph keeps only its shape."""
+
+    def __init__(self, shape, seq):
+        self.shape, self.seq = tuple(shape), seq
+
+
+def _leaf_kind(v):
+    if isinstance(v, Node):
         return "leaf (requires grad)"
-    return "constant" if t.ndim == 0 else "input"
+    return "constant" if len(v.shape) == 0 else "input"
 
 
 def _graph(root):
-    """(the tensors reachable from ``root`` in creation order, {tensor: edges leaving it})."""
+    """(vertices in creation order, the root last; edges (input, op); {vertex: edges leaving it})."""
     if not isinstance(root, Tensor):
         raise TypeError(f"expected a Tensor whose graph to show, got {type(root).__name__}")
-    seen, pending, uses = {root}, [root], Counter()
+    if root._node is None:
+        only = _Operand(root.shape, 0)
+        return [only], [], Counter()
+    seen, pending, edges, uses = {root._node}, [root._node], [], Counter()
+    operands = []
     while pending:
-        for parent in pending.pop()._parents:
-            uses[parent] += 1
-            if parent not in seen:
+        node = pending.pop()
+        for parent, saved in zip(node.inputs, node.saved):
+            if parent is None:
+                parent = _Operand(saved.shape, node.seq - 0.5)
+                operands.append(parent)
+            elif parent not in seen:
                 seen.add(parent)
                 pending.append(parent)
-    return sorted(seen, key=lambda t: t._seq), uses
+            uses[parent] += 1
+            edges.append((parent, node))
+    return sorted(list(seen) + operands, key=lambda v: v.seq), edges, uses
 
 
 def _parameter_names(params):
-    """{tensor: name} from a Module (named_parameters), a {name: tensor} dict, (name, tensor) pairs or None."""
+    """{parameter's node: name} from a Module (named_parameters), a {name: tensor} dict, (name, tensor) pairs or None."""
     if params is None:
         return {}
     if hasattr(params, "named_parameters"):
@@ -190,5 +210,6 @@ def _parameter_names(params):
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Tensor)):
             raise TypeError(f"params must be a Module, a {{name: Tensor}} dict or (name, Tensor) pairs; "
                             f"got an item {item!r:.60}")
-        names.setdefault(item[1], str(item[0]))
+        if item[1]._node is not None:
+            names.setdefault(item[1]._node, str(item[0]))
     return names
