@@ -131,9 +131,27 @@ class ProductGrad:
         self.rights.extend(other.rights)
 
     def value(self):
-        if len(self.lefts) == 1:
-            return self.lefts[0].T @ self.rights[0]
-        return np.concatenate(self.lefts).T @ np.concatenate(self.rights)
+        """The sum, one product per block of about ``_PRODUCT_BLOCK_BYTES`` of factors.
+
+        Each block's factors are dropped once used, so their memory is released while the sum is
+        formed (the factors of a long sequence are as large as all its gate gradients).
+        """
+        lefts, rights = self.lefts, self.rights
+        if len(lefts) == 1:
+            return lefts[0].T @ rights[0]
+        per_block = max(2, _PRODUCT_BLOCK_BYTES // max(1, lefts[0].nbytes + rights[0].nbytes))
+        total = None
+        while lefts:
+            block = np.concatenate(lefts[:per_block]).T @ np.concatenate(rights[:per_block])
+            del lefts[:per_block], rights[:per_block]
+            if total is None:
+                total = block
+            else:
+                total += block
+        return total
+
+
+_PRODUCT_BLOCK_BYTES = 4 << 20
 
 
 class Meta:
@@ -152,11 +170,16 @@ _METAS = {}
 
 def _meta(array):
     """The (shared) Meta of an array's shape and dtype."""
-    return _METAS.get((array.shape, array.dtype)) or _METAS.setdefault((array.shape, array.dtype),
-                                                                      Meta(array.shape, array.dtype))
+    key = (array.shape, array.dtype)
+    meta = _METAS.get(key)
+    if meta is None:
+        meta = _METAS[key] = Meta(*key)
+    return meta
 
 
-SAVE_ALL = (True, None)   # save=: (whether backward reads the output, indices of the inputs it reads; None: all)
+# ``save=`` of ``Tensor._result``: (whether backward reads the output, the indices of the inputs it
+# reads, or None for all of them). The default keeps everything.
+SAVE_ALL = (True, None)
 
 
 class Node:
@@ -166,8 +189,8 @@ class Node:
     tensors' nodes (None for an input that does not require grad); ``saved`` holds each input's
     array if backward reads it, else a description of it (its node, or a ``Meta``: both have its
     shape, dtype and ndim); ``out`` is the output array if backward reads it, else None (``shape``
-    and ``dtype`` describe it either way). A leaf's node has no backward
-    and a weak reference to its tensor (``tensor``), as has a non-leaf whose gradient is retained.
+    and ``dtype`` describe it either way). A leaf's node has no backward and a weak reference to
+    its tensor (``tensor``), as has a non-leaf whose gradient is retained.
     """
 
     __slots__ = ("backward", "ctx", "inputs", "saved", "out", "shape", "dtype", "seq", "hooks", "tensor")
@@ -228,8 +251,8 @@ class Tensor:
         """The output of an op; if any parent requires grad, with a node recording the op.
 
         ``save = (reads_output, indices of the inputs read, or None for all)`` names what
-        ``backward`` reads; of an input it does not read only a ``Meta`` is kept, of the output
-        nothing (the node has its shape and dtype).
+        ``backward`` reads. Of an input it does not read the node keeps only a description (the
+        input's node or a ``Meta``), of the output nothing: such arrays are freed with their tensors.
         """
         out = object.__new__(cls)
         out.data = data
