@@ -273,6 +273,11 @@ def x_of(*shape, dtype="float64"):
     return np.zeros(shape, dtype=dtype)
 
 
+def frozen(module, name):
+    getattr(module, name).requires_grad = False
+    return module
+
+
 BAD_INPUT = [
     (lambda: crosscheck(nn.LSTM(3, 4, num_layers=2, dtype="float64"), x_of(5, 2, 3)),
      ValueError, "num_layers=2: check one layer at a time, e.g. LSTM(3, 4)"),
@@ -317,7 +322,12 @@ BAD_INPUT = [
      "loss must be one of ['sum', 'many_to_many', 'many_to_one'], got 'mse'"),
     (lambda: crosscheck(nn.GRU(3, 4, dtype="float64"), x_of(5, 2, 3), samples=0), ValueError,
      "samples must be a positive int"),
+    (lambda: crosscheck(type("MyGRUCell", (nn.GRUCell,), {})(3, 4, dtype="float64"), x_of(2, 3)),
+     TypeError, "got a MyGRUCell"),  # a subclass may change the equations
+    (lambda: crosscheck(frozen(nn.GRU(3, 4, dtype="float64"), "weight_hh_l0"), x_of(5, 2, 3)),
+     ValueError, "['weight_hh_l0'] of this GRU have requires_grad=False"),
     (lambda: run_check(cells="elman"), ValueError, "cells must be names from"),
+    (lambda: run_check(cells=None), ValueError, "cells must be names from"),
     (lambda: run_check(dtype="float16"), TypeError, "dtype must be float32 or float64"),
     (lambda: run_check(seq_len=0), ValueError, "sizes must be positive ints, got {'seq_len': 0}"),
 ]

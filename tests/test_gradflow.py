@@ -263,6 +263,7 @@ def test_contributions_command_table_is_the_per_step_norms():
      TypeError, "state"),
     (lambda: gradflow.gradflow_command(("rnn", "transformer")), ValueError, "cells"),
     (lambda: gradflow.gradflow_command(seq_len=0), ValueError, "seq_len"),
+    (lambda: gradflow.gradflow_command(seq_len=True), ValueError, "seq_len"),
     (lambda: gradflow.contributions_command(param="W"), ValueError, "param"),
 ])
 def test_bad_input_gets_a_clear_error(call, error, message):

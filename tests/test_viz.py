@@ -134,3 +134,5 @@ def test_op_names_come_from_the_backward_functions():
     a = tr.Tensor(np.ones((2, 2)), requires_grad=True)
     assert [viz.op_name(t) for t in (a * a, a @ a, a.relu(), a.mean(), a[0], a ** 2)] == [
         "mul", "matmul", "mask", "sum", "getitem", "pow_scalar"]
+    with pytest.raises(ValueError, match="made by no op"):
+        viz.op_name(a)

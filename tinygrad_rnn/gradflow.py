@@ -3,9 +3,10 @@ of the tied weights' gradient, next to the same numbers from the hand-derived re
 
 Shapes: T steps, N batch, D input size, H hidden size; xs (T, N, D) time-major.
 
-The engine's numbers come from one unrolled loop, ``h_t = cell(x_t, h_{t-1})`` for t = 0..T-1,
-run here step by step (as ``nn.Recurrent.run`` does, without lengths or reversal) so that every
-step's tensors are at hand:
+The engine's numbers come from the recurrence ``nn.Recurrent`` unrolls, h_t = cell(x_t, h_{t-1})
+for t = 0..T-1 (no lengths, no reversal), run here one whole cell call per step (``Recurrent``
+instead projects all T inputs in one product first) so that every step's tensors, and its own
+use of every parameter, are at hand:
 
 - ∂L/∂h_t: a hook on each step's state tensor h_t (the state, or its first element: h of (h, c))
   records the norm of the gradient the backward walk hands it, which is the total
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import bptt
 from .bptt._checks import PARAM_NAMES
+from .bptt.crosscheck import reference_of
 from .nn import init
 from .nn.cells import Cell, GRUCell, LSTMCell, RNNCell
 from .nn.recurrent import Recurrent, StackedRecurrent
@@ -34,8 +35,6 @@ __all__ = ["last_output_loss", "hidden_grad_norms", "reference_hidden_grad_norms
            "weight_grad_contributions", "reference_weight_grad_contributions", "gradflow_command",
            "contributions_command"]
 
-#: the built-in cells' hand-derived references; a subclass may change the equations, so the type must match
-_REFERENCES = {RNNCell: bptt.rnn, LSTMCell: bptt.lstm, GRUCell: bptt.gru}
 _DEMO_CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
 _NO_MATPLOTLIB = "plot: not written: matplotlib is not installed (pip install 'tinygrad_rnn[plot]')"
 
@@ -54,7 +53,8 @@ def hidden_grad_norms(module, x, loss_fn=last_output_loss, state=None):
     module: an nn.Cell (any, custom ones too), an nn.Recurrent (not reversed) or a single-layer,
     single-direction nn.RNN / LSTM / GRU. x: (T, N, D) (or (N, T, D) if the module is batch_first)
     or unbatched (T, D), a Tensor or ndarray. loss_fn(outputs (T, N, H) Tensor) -> one-element
-    Tensor. state: the initial state (default the cell's ``init_state``); its graph is cut.
+    Tensor. state: the initial state as the cell takes it, (N, H) per part also for a layer (not
+    the layer's (1, N, H) hx); default the cell's ``init_state``; its graph is cut.
 
     The backward walk is ``tr.grad(L, initial state)``, so no parameter's ``.grad`` is touched.
     A step the loss does not reach gets 0, and so does one whose gradient underflows the dtype
@@ -162,12 +162,12 @@ def reference_weight_grad_contributions(module, x, loss_fn=last_output_loss, sta
 
 def _reference_grads(cell, xs, state, loss_fn):
     """The reference's BPTTGrads (per_step) for the cell's weights, xs (T, N, D) and the loss."""
-    reference = _REFERENCES.get(type(cell))
-    if reference is None:
+    found = reference_of(cell)
+    if found is None:
         raise TypeError(f"{type(cell).__name__} has no hand-derived reference (only RNNCell, LSTMCell and "
                         f"GRUCell do); hidden_grad_norms and weight_grad_contributions work for any cell")
+    reference, options = found
     params = {name: None if getattr(cell, name) is None else getattr(cell, name).data for name in PARAM_NAMES}
-    options = {"nonlinearity": cell.nonlinearity} if reference is bptt.rnn else {}
     state0 = _initial_state(cell, xs, state)
     state0 = state0.data if isinstance(state0, Tensor) else tuple(part.data for part in state0)
     outputs, _, cache = reference.forward(xs.data, state0, params, **options)
@@ -327,7 +327,7 @@ def _demo(cells, seq_len, hidden, input_size, batch, seed):
     if unknown or not cells:
         raise ValueError(f"cells must be some of {sorted(_DEMO_CELLS)}, got {list(cells)}")
     for name, value in (("seq_len", seq_len), ("hidden", hidden), ("input_size", input_size), ("batch", batch)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     xs = Tensor(np.random.default_rng((seed, 0)).standard_normal((seq_len, batch, input_size)))
     models = {}

@@ -151,6 +151,8 @@ def summary(loss, params=None):
 def op_name(t):
     """The op that made ``t`` (a Tensor or its Node), from its backward's name: ``_mul_backward`` -> "mul"."""
     node = t._node if isinstance(t, Tensor) else t
+    if getattr(node, "backward", None) is None:
+        raise ValueError("op_name needs the output of an op; this is a leaf, made by no op")
     name = node.backward.__name__.lstrip("_")
     return name[:-len("_backward")] if name.endswith("_backward") else name
 

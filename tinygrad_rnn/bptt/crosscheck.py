@@ -60,7 +60,8 @@ from . import gru, losses, lstm, rnn
 from ._checks import check_lengths
 from ._primitives import project
 
-__all__ = ["CELL_NAMES", "CrosscheckReport", "CrosscheckRow", "LOSSES", "crosscheck", "run_check"]
+__all__ = ["CELL_NAMES", "CrosscheckReport", "CrosscheckRow", "LOSSES", "crosscheck", "reference_of",
+           "run_check"]
 
 LOSSES = ("sum", "many_to_many", "many_to_one")
 TOLERANCES = {np.dtype(np.float64): (1e-10, 1e-6), np.dtype(np.float32): (1e-4, 1e-3)}
@@ -83,20 +84,25 @@ class _Target(NamedTuple):
     param_names: dict      # module parameter name -> reference params key
 
 
-# module class -> (its reference, whether it runs a sequence)
-_REFERENCES = {nn.RNNCell: (rnn, False), nn.LSTMCell: (lstm, False), nn.GRUCell: (gru, False),
-               nn.RNN: (rnn, True), nn.LSTM: (lstm, True), nn.GRU: (gru, True)}
+# a built-in cell's hand-derived reference; the type must match exactly: a subclass may change the equations
+_REFERENCES = {nn.RNNCell: rnn, nn.LSTMCell: lstm, nn.GRUCell: gru}
+
+
+def reference_of(cell):
+    """(the bptt module for ``cell``, the extra keywords of its forward / step_forward), or None
+    for a cell without a hand-derived reference (only RNNCell, LSTMCell and GRUCell have one)."""
+    reference = _REFERENCES.get(type(cell))
+    if reference is None:
+        return None
+    return reference, ({"nonlinearity": cell.nonlinearity} if reference is rnn else {})
 
 
 def _target(module):
     """The reference and layout for ``module``; a clear error for anything unsupported."""
     supported = ("crosscheck supports nn.RNNCell, nn.LSTMCell, nn.GRUCell and single-layer "
                  "unidirectional nn.RNN, nn.LSTM, nn.GRU")
-    found = [value for kind, value in _REFERENCES.items() if isinstance(module, kind)]
-    if not found:
-        raise TypeError(f"{supported}; got a {type(module).__name__}")
-    reference, sequence = found[0]
     name = type(module).__name__
+    sequence = isinstance(module, nn.StackedRecurrent)
     if sequence and module.num_layers != 1:
         raise ValueError(f"{supported}; this {name} has num_layers={module.num_layers}: check "
                          f"one layer at a time, e.g. {name}({module.input_size}, "
@@ -105,10 +111,17 @@ def _target(module):
         raise ValueError(f"{supported}; this {name} is bidirectional: check a unidirectional "
                          f"{name}({module.input_size}, {module.hidden_size}) (the reverse "
                          f"direction is the same recurrence over the reversed sequence)")
+    found = reference_of(module._layers[0][0].cell if sequence else module)
+    if found is None:
+        raise TypeError(f"{supported}; got a {name}")
+    frozen = [key for key, param in module.named_parameters() if not param.requires_grad]
+    if frozen:
+        raise ValueError(f"crosscheck differentiates every parameter, but {frozen} of this {name} "
+                         f"have requires_grad=False")
+    reference, options = found
     suffix = "_l0" if sequence else ""
     param_names = {key + suffix: key for key in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
                    if getattr(module, key + suffix, None) is not None}
-    options = {"nonlinearity": module.nonlinearity} if reference is rnn else {}
     state_names = ("h0", "c0") if reference is lstm else ("h0",)
     return _Target(reference, options, sequence, state_names, param_names)
 
@@ -430,7 +443,7 @@ def crosscheck(module, x, state=None, lengths=None, upstream=None, finite_differ
         fd_step = None
     sizes = {"T": xs.shape[0]} if target.sequence else {}
     sizes.update(N=batch, D=xs.shape[-1], H=hidden)
-    return CrosscheckReport(_describe(module), dtype, sizes, loss,
+    return CrosscheckReport(_describe(module, target), dtype, sizes, loss,
                             None if lengths is None else tuple(int(n) for n in lengths),
                             forward_error, rows, tolerances, fd_step)
 
@@ -551,12 +564,11 @@ def _problem_as(problem, dtype):
         upstream_state=tuple(s.astype(dtype) for s in problem.upstream_state))
 
 
-def _describe(module):
+def _describe(module, target):
     """e.g. "LSTM(5, 6)", "RNNCell(5, 6, nonlinearity='relu', bias=False)"."""
     extras = [f"{module.input_size}, {module.hidden_size}"]
-    if isinstance(module, (nn.RNN, nn.RNNCell)):
-        extras.append(f"nonlinearity={module.nonlinearity!r}")
-    if not module.state_dict().keys() & {"bias_ih", "bias_ih_l0"}:
+    extras += [f"{key}={value!r}" for key, value in target.options.items()]
+    if "bias_ih" not in target.param_names.values():
         extras.append("bias=False")
     if getattr(module, "batch_first", False):
         extras.append("batch_first=True")
@@ -580,7 +592,7 @@ def run_check(cells=("rnn", "lstm", "gru"), dtype="float64", seq_len=8, hidden=6
     full row first and a short one (about T/3) last. Returns (text, ok): the reports' tables and
     a last line with the verdict; ok is True when every report is.
     """
-    names = CELL_NAMES if cells == "all" else (cells,) if isinstance(cells, str) else tuple(cells)
+    names = CELL_NAMES if cells == "all" else tuple(cells) if isinstance(cells, (tuple, list)) else (cells,)
     unknown = [name for name in names if name not in _LAYER_OF]
     if unknown or not names:
         raise ValueError(f"cells must be names from {list(CELL_NAMES)} or 'all', got {cells!r}")
