@@ -202,7 +202,7 @@ def _matmul_backward(g, out, needs, a, b):
     if a.ndim == 2 and b.ndim == 2:  # the common case: (n, k) @ (k, m)
         gb = None
         if need_b:  # a^T g; first order: left as factors, so a weight used at T steps gets one product
-            gb = ProductGrad([a], [g]) if type(g) is np.ndarray else a.T @ g
+            gb = ProductGrad(a, g) if type(g) is np.ndarray else a.T @ g
         return (g @ b.T if need_a else None), gb
     # promote vectors to matrices: a (k,) -> (1, k), b (k,) -> (k, 1); g gets the matching axes
     a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
@@ -238,7 +238,7 @@ def linear(x, weight, bias=None):
 
 def _linear_backward(g, out, need_x, x, weight, bias=None):
     # dx = g W;  dW = g^T x (first order: left as factors);  db = sum over the batch of g
-    gw = ProductGrad([g], [x]) if type(g) is np.ndarray else g.T @ x
+    gw = ProductGrad(g, x) if type(g) is np.ndarray else g.T @ x
     gx = g @ weight if need_x else None
     return (gx, gw) if bias is None else (gx, gw, g.sum(axis=0))
 

@@ -108,47 +108,56 @@ class ProductGrad:
     """The gradient ``sum_i lefts[i]^T @ rights[i]`` of a matmul's right operand, not multiplied out yet.
 
     A weight used at every time step (h_t @ W) receives one such term per step. Kept as factors,
-    the terms are summed by a single product when the weight's gradient is complete:
-    sum_t h_t^T g_t = [h_1; ...; h_T]^T [g_1; ...; g_T], one (K, T*N) @ (T*N, M) product instead
-    of T small ones and T additions. ``transpose`` passes through a transposed weight (h @ W.T):
-    (sum L^T R)^T = sum R^T L. Anything else gets ``value()``.
+    the terms are summed by a few large products instead of T small ones and T additions:
+    sum_t h_t^T g_t = [h_1; ...; h_T]^T [g_1; ...; g_T]. Whenever the pending factors pass
+    ``_PRODUCT_BLOCK_BYTES`` they are multiplied out into ``folded`` and dropped, so the walk never
+    holds more than a block of them (they are as large as the gate gradients of the sequence).
+    ``transpose`` passes through a transposed weight (h @ W.T): (sum L^T R)^T = sum R^T L.
+    Anything else gets ``value()``.
     """
 
-    __slots__ = ("lefts", "rights")
+    __slots__ = ("lefts", "rights", "pending_bytes", "folded")
 
-    def __init__(self, lefts, rights):
-        self.lefts, self.rights = lefts, rights
+    def __init__(self, left, right):
+        self.lefts, self.rights = [left], [right]
+        self.pending_bytes = left.nbytes + right.nbytes
+        self.folded = None  # the sum of the terms already multiplied out
 
     @property
     def shape(self):
-        return self.lefts[0].shape[1], self.rights[0].shape[1]
+        return self.folded.shape if not self.lefts else (self.lefts[0].shape[1], self.rights[0].shape[1])
 
     def transpose(self, axes=None):
-        return ProductGrad(self.rights, self.lefts)
+        flipped = object.__new__(ProductGrad)
+        flipped.lefts, flipped.rights, flipped.pending_bytes = self.rights, self.lefts, self.pending_bytes
+        flipped.folded = None if self.folded is None else self.folded.T
+        return flipped
 
     def extend(self, other):
-        self.lefts.extend(other.lefts)
-        self.rights.extend(other.rights)
+        self.lefts += other.lefts
+        self.rights += other.rights
+        self.pending_bytes += other.pending_bytes
+        if other.folded is not None:
+            self._add(other.folded)
+        if self.pending_bytes > _PRODUCT_BLOCK_BYTES:
+            self._fold()
 
     def value(self):
-        """The sum, one product per block of about ``_PRODUCT_BLOCK_BYTES`` of factors.
+        if self.lefts:
+            self._fold()
+        return self.folded
 
-        Each block's factors are dropped once used, so their memory is released while the sum is
-        formed (the factors of a long sequence are as large as all its gate gradients).
-        """
+    def _fold(self):
         lefts, rights = self.lefts, self.rights
-        if len(lefts) == 1:
-            return lefts[0].T @ rights[0]
-        per_block = max(2, _PRODUCT_BLOCK_BYTES // max(1, lefts[0].nbytes + rights[0].nbytes))
-        total = None
-        while lefts:
-            block = np.concatenate(lefts[:per_block]).T @ np.concatenate(rights[:per_block])
-            del lefts[:per_block], rights[:per_block]
-            if total is None:
-                total = block
-            else:
-                total += block
-        return total
+        term = lefts[0].T @ rights[0] if len(lefts) == 1 else np.concatenate(lefts).T @ np.concatenate(rights)
+        self.lefts, self.rights, self.pending_bytes = [], [], 0
+        self._add(term)
+
+    def _add(self, term):
+        if self.folded is None:
+            self.folded = term
+        else:
+            self.folded += term
 
 
 _PRODUCT_BLOCK_BYTES = 4 << 20
