@@ -16,8 +16,8 @@ Run:  python examples/custom_cell.py        (a few seconds)
 import numpy as np
 
 import tinygrad_rnn as tr
-import tinygrad_rnn.data as data
 import tinygrad_rnn.nn as nn
+from tinygrad_rnn.data import sentiment
 from tinygrad_rnn.models import SentimentClassifier
 from tinygrad_rnn.train import train_sentiment
 
@@ -47,7 +47,7 @@ tr.gradcheck(lambda x, *params: unrolled(x)[0], [x, *cell.parameters()])
 print("gradcheck: the cell's gradients match finite differences")
 
 # 2. trained end to end as the recurrent core of the sentiment classifier
-model = SentimentClassifier(len(data.load_sentiment("train").vocab), embedding_dim=16, hidden_size=32,
+model = SentimentClassifier(len(sentiment.VOCAB), embedding_dim=16, hidden_size=32,
                             cell=MinimalGatedUnit)
 print(model)
 accuracy = train_sentiment(5, model=model)

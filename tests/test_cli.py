@@ -82,6 +82,7 @@ def test_resume_takes_the_model_settings_from_the_checkpoint(trained, text_file,
     (["train", "--text", "{tmp}/empty.txt"], "text file is empty"),
     (["train", "--text", "{tmp}"], "directory"),
     (["sample", "--checkpoint", "{tmp}/missing.npz"], "missing.npz"),
+    (["train", "--resume", "--checkpoint", "{tmp}/missing.npz"], "cannot resume: no checkpoint at"),
     (["sample", "--checkpoint", "{tmp}/empty.txt"], "not a readable .npz"),
     (["train", "--steps", "zero"], "invalid int value"),
     (["frobnicate"], "invalid choice"),
@@ -127,6 +128,16 @@ def test_a_diverged_run_exits_with_status_one(text_file, tmp_path, monkeypatch, 
                       + TINY)
     err = capsys.readouterr().err
     assert status == 1 and err.count("\n") == 1 and "step 1" in err
+
+
+def test_ctrl_c_during_training_names_the_checkpoint_to_resume_from(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "train_char_lm", interrupted)
+    path = tmp_path / "lm.npz"
+    assert cli.main(["train", "--checkpoint", str(path)]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "--resume" in err
 
 
 def test_every_subcommand_in_the_table_is_on_the_command_line(capsys):

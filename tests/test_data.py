@@ -358,3 +358,19 @@ def test_sentiment_encode_decode():
         sentiment.encode("it was nto good")
     with pytest.raises(ValueError, match="outside"):
         sentiment.decode([99])
+
+
+@settings(max_examples=20, deadline=None)
+@given(rows=st.lists(st.integers(0, 2499), max_size=6), extra=st.integers(0, 3))
+def test_encode_batch_pads_each_sentence_as_a_hand_loop(rows, extra):
+    sentences = [(load_sentiment("train").sentences + load_sentiment("test").sentences)[row] for row in rows]
+    longest = max((len(sentence.split()) for sentence in sentences), default=0)
+    ids, lengths = sentiment.encode_batch(sentences, longest + extra if extra else None)
+    assert ids.shape == (len(sentences), longest + extra) and ids.dtype == lengths.dtype == np.int64
+    for n, sentence in enumerate(sentences):
+        words = sentence.split()
+        assert lengths[n] == len(words)
+        assert [sentiment.VOCAB[i] for i in ids[n]] == words + ["<pad>"] * (longest + extra - len(words))
+    if longest:
+        with pytest.raises(ValueError, match=f"width {longest - 1} is shorter than the longest sentence"):
+            sentiment.encode_batch(sentences, longest - 1)

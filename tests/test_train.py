@@ -118,6 +118,17 @@ def test_resume_errors_name_the_problem(tmp_path):
         train_char_lm(TEXT, steps=2, checkpoint=path, resume=True, optimizer="sgd", **SMALL)
 
 
+def test_resuming_a_run_that_has_all_its_steps_says_so_and_trains_nothing(tmp_path):
+    path = tmp_path / "run.npz"
+    train_char_lm(TEXT, steps=2, checkpoint=path, **SMALL)
+    before = load_checkpoint(path)[0].state_dict()
+    lines = []
+    result = train_char_lm(TEXT, steps=2, checkpoint=path, resume=True, **dict(SMALL, log=lines.append))
+    assert result.step == 2 and any("nothing is trained" in line for line in lines), lines
+    for name, value in result.model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
 # ===================================================================== interrupted writes and divergence
 def test_a_run_killed_while_writing_a_checkpoint_leaves_the_previous_one_whole(tmp_path, monkeypatch):
     path = tmp_path / "run.npz"

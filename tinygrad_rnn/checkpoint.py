@@ -25,15 +25,14 @@ from .data import CharVocab
 from .models import build_model
 from .tensor import Tensor
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint", "checkpoint_parts",
-           "saved_vocab", "best_checkpoint_path"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint", "checkpoint_to_resume",
+           "checkpoint_parts", "saved_vocab", "required_vocab", "best_checkpoint_path"]
 
 _REQUIRED_KEYS = ("config.json", "step", "best_val_loss")
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read, or that does not fit the model or text it is used with."""
-
 
 
 def save_checkpoint(path, model, vocab=None, optimizer=None, step=0, best_val_loss=None, carried_state=None,
@@ -86,11 +85,33 @@ def read_checkpoint(path):
     return arrays
 
 
+def best_checkpoint_path(path):
+    """Where the best-validation checkpoint goes next to ``path``: ``run.npz`` -> ``run.best.npz``."""
+    root, extension = os.path.splitext(os.fspath(path))
+    return f"{root}.best{extension or '.npz'}"
+
+
+def checkpoint_to_resume(path):
+    """The arrays of the checkpoint at ``path`` that a training run resumes from; FileNotFoundError
+    saying so, naming the path, when there is none yet."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"cannot resume: no checkpoint at {os.fspath(path)!r} "
+                                f"(train once without resuming to write one)")
+    return read_checkpoint(path)
+
+
 def saved_vocab(arrays):
     """The checkpoint's CharVocab, or None if it saved none."""
     if "vocab" not in arrays:
         return None
     return CharVocab.from_list([chr(code) for code in arrays["vocab"].tolist()])
+
+
+def required_vocab(vocab, path):
+    """``vocab``, the CharVocab of the checkpoint at ``path``; CheckpointError when it saved none."""
+    if vocab is None:
+        raise CheckpointError(f"{os.fspath(path)} has no character vocabulary: not a CharLM checkpoint")
+    return vocab
 
 
 def checkpoint_parts(arrays, path, model, cell):
@@ -115,12 +136,6 @@ def checkpoint_parts(arrays, path, model, cell):
 def _json_entry(arrays, key):
     """The JSON value stored under ``key`` (None when the checkpoint has no such entry)."""
     return json.loads(arrays[key].item()) if key in arrays else None
-
-
-def best_checkpoint_path(path):
-    """Where the best-validation checkpoint goes next to ``path``: ``run.npz`` -> ``run.best.npz``."""
-    root, extension = os.path.splitext(os.fspath(path))
-    return f"{root}.best{extension or '.npz'}"
 
 
 def _pack(value, key, arrays):

@@ -9,7 +9,8 @@
 Each subcommand is a ``Subcommand(help, add_arguments, run)`` in the ``SUBCOMMANDS`` table:
 ``add_arguments(parser)`` declares its options and ``run(args) -> exit status`` does the work.
 Bad input (a missing or empty text file, a temperature <= 0, a checkpoint that does not fit)
-prints one line to stderr and exits with status 2; a diverged training run exits with 1.
+prints one line to stderr and exits with status 2; a diverged training run exits with 1, and
+Ctrl-C with 130 (a training run keeps its last checkpoint, to continue with ``--resume``).
 """
 import argparse
 import os
@@ -18,10 +19,10 @@ import time
 from typing import Callable, NamedTuple
 
 from .bptt import run_check
+from .checkpoint import best_checkpoint_path, checkpoint_parts, checkpoint_to_resume, load_checkpoint, required_vocab
 from .data import builtin_corpus, load_text
 from .gradflow import contributions_command, gradflow_command
 from .models import default_prime
-from .checkpoint import best_checkpoint_path, load_checkpoint
 from .train import TrainingDiverged, train_char_lm, train_sentiment
 
 __all__ = ["main", "build_parser", "Subcommand", "SUBCOMMANDS"]
@@ -98,7 +99,7 @@ def _first(*choices):
 
 def _resumed_settings(path):
     """The model config and training settings of the checkpoint to resume from."""
-    _, _, _, meta = load_checkpoint(path)
+    _, _, _, meta = checkpoint_parts(checkpoint_to_resume(path), path, None, None)
     return meta["config"], meta["training"]
 
 
@@ -113,8 +114,7 @@ def _add_sample_arguments(parser):
 
 def _sample(args):
     model, vocab, _, _ = load_checkpoint(args.checkpoint)
-    if vocab is None:
-        raise ValueError(f"{args.checkpoint} holds no character vocabulary: not a character model checkpoint")
+    vocab = required_vocab(vocab, args.checkpoint)
     prime = default_prime(vocab) if args.prime is None else args.prime
     print(model.sample(vocab, prime, args.length, args.temperature, args.seed))
     return 0
@@ -206,7 +206,9 @@ def main(argv=None):
     except TrainingDiverged as error:
         return _fail(error, 1)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; the last checkpoint written is kept", file=sys.stderr)
+        kept = (f"; the last checkpoint written is kept at {args.checkpoint} (continue with --resume)"
+                if args.command == "train" else "")
+        print(f"{PROG}: interrupted{kept}", file=sys.stderr)
         return 130
 
 

@@ -4,6 +4,8 @@ Truncated BPTT (``train_char_lm``): the training ids are cut into B parallel str
 at a time (``data.stream_batches``). The state at the end of a window is carried into the next
 one, so the forward pass sees each stream unbroken, but it is detached first, so gradients flow
 back at most S steps. A new pass over the streams (epoch) starts from the zero state.
+
+Writing and reading the checkpoints a run saves and resumes from is ``tinygrad_rnn.checkpoint``'s job.
 """
 import itertools
 import math
@@ -15,8 +17,8 @@ import numpy as np
 
 from . import functional as F
 from . import optim
-from .checkpoint import (CheckpointError, best_checkpoint_path, checkpoint_parts, read_checkpoint, saved_vocab,
-                         save_checkpoint)
+from .checkpoint import (CheckpointError, best_checkpoint_path, checkpoint_parts, checkpoint_to_resume,
+                         required_vocab, save_checkpoint, saved_vocab)
 from .data import CharVocab, load_sentiment, num_windows, stream_batches, train_val_split, unigram_loss
 from .models import (CharLM, SentimentClassifier, default_prime, detach_state, evaluating,
                      positive_int)
@@ -108,17 +110,16 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the checkpoint path to resume from")
-    if resume and not os.path.exists(checkpoint):
-        raise FileNotFoundError(f"cannot resume: no checkpoint at {os.fspath(checkpoint)!r}")
     if not isinstance(text, str) or len(text) < 2:
         raise ValueError("train_char_lm needs a text of at least 2 characters")
     manual_seed(seed)
-    saved = read_checkpoint(checkpoint) if resume else None
-    vocab = _resumed_vocab(saved, checkpoint) if resume else CharVocab(text)
+    saved = checkpoint_to_resume(checkpoint) if resume else None
+    vocab = required_vocab(saved_vocab(saved), checkpoint) if resume else CharVocab(text)
     try:
         ids = vocab.encode(text)
     except ValueError as error:
-        raise ValueError(f"the text does not fit the checkpoint's vocabulary: {error}") from None
+        raise ValueError(f"the text does not fit the checkpoint's vocabulary (resume on the text it was "
+                         f"trained on): {error}") from None
     train_ids, val_ids = train_val_split(ids, val_fraction)
     if len(val_ids) < 2:
         raise ValueError(f"the validation part (val_fraction={val_fraction}) has {len(val_ids)} character; "
@@ -138,7 +139,8 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
     log(f"{len(text):,} characters ({len(vocab)} distinct): {len(train_ids):,} train, {len(val_ids):,} validation; "
         f"{windows} windows of {batch_size} x {seq_len} per epoch; unigram baseline {baseline:.3f} nats/char")
     if saved:
-        log(f"resuming from {os.fspath(checkpoint)} at step {step}")
+        done = f": it has done the {total_steps} steps asked for, so nothing is trained" if step >= total_steps else ""
+        log(f"resuming from {os.fspath(checkpoint)} at step {step}{done}")
 
     params = model.parameters()
     prime = default_prime(vocab)
@@ -226,18 +228,13 @@ class _Checkpoints:
 
 
 def _total_steps(steps, epochs):
+    """The run's length in steps, after checking ``steps`` and ``epochs`` (``epochs`` is turned into
+    steps by the caller once the windows per epoch are known)."""
     if steps is not None and epochs is not None:
         raise ValueError("give steps or epochs, not both")
     if epochs is not None:
         positive_int("epochs", epochs)
     return 1000 if steps is None else positive_int("steps", steps)
-
-
-def _resumed_vocab(arrays, path):
-    vocab = saved_vocab(arrays)
-    if vocab is None:
-        raise CheckpointError(f"{os.fspath(path)} has no character vocabulary: not a CharLM checkpoint")
-    return vocab
 
 
 def _restore(arrays, path, model, opt, training, log):

@@ -1,5 +1,6 @@
 """Built-in data in plain NumPy: a generated sentiment set, character-level text and
-truncated-BPTT batching. The sentiment set's ``encode``/``decode`` live in ``data.sentiment``."""
+truncated-BPTT batching. The sentiment set's ``encode``, ``encode_batch`` and ``decode`` live in
+``data.sentiment``."""
 
 from . import batching, sentiment, text
 from .batching import num_windows, stream_batches

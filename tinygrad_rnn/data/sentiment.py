@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -119,6 +119,23 @@ def encode(sentence: str) -> np.ndarray:
         listed = ", ".join(f"{word!r} (word {position})" for position, word in unknown)
         raise ValueError(f"words not in the sentiment vocabulary in {sentence!r}: {listed}")
     return np.array([WORD_TO_ID[word] for word in words], dtype=np.int64)
+
+
+def encode_batch(sentences: Sequence[str], width: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Token ids of N sentences as one padded batch: ``(ids (N, width) int64, lengths (N,) int64)``.
+
+    Row n holds sentence n's ids followed by 0 ("<pad>"); ``width`` defaults to the longest sentence.
+    """
+    rows = [encode(sentence) for sentence in sentences]
+    lengths = np.array([len(row) for row in rows], dtype=np.int64)
+    longest = int(lengths.max(initial=0))
+    width = longest if width is None else width
+    if width < longest:
+        raise ValueError(f"width {width} is shorter than the longest sentence ({longest} words)")
+    ids = np.zeros((len(rows), width), dtype=np.int64)
+    for n, row in enumerate(rows):
+        ids[n, :len(row)] = row
+    return ids, lengths
 
 
 def decode(ids: Iterable[int]) -> str:
@@ -230,12 +247,6 @@ def _generate_splits() -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
 
 
 def _to_data(sentences: Tuple[str, ...]) -> SentimentData:
-    ids = np.zeros((len(sentences), MAX_WORDS), dtype=np.int64)
-    lengths = np.zeros(len(sentences), dtype=np.int64)
-    labels = np.zeros(len(sentences), dtype=np.int64)
-    for row, sentence in enumerate(sentences):
-        tokens = encode(sentence)
-        ids[row, :len(tokens)] = tokens
-        lengths[row] = len(tokens)
-        labels[row] = label(sentence)
+    ids, lengths = encode_batch(sentences, MAX_WORDS)
+    labels = np.array([label(sentence) for sentence in sentences], dtype=np.int64)
     return SentimentData(ids=ids, lengths=lengths, labels=labels, sentences=sentences, vocab=VOCAB)
