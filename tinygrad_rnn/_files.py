@@ -44,9 +44,13 @@ def load_arrays(path):
         raise FileNotFoundError(f"no such file: {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a directory, not a saved .npz file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-        raise ValueError(f"{path} is not a readable .npz file (corrupt or not saved by tinygrad_rnn): "
-                         f"{error}") from None
+    with open(path, "rb") as file:
+        if file.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
+            raise ValueError(f"{path} is not a readable .npz file (it is not even a zip archive)")
+        file.seek(0)
+        try:
+            with np.load(file, allow_pickle=False) as archive:
+                return {name: archive[name] for name in archive.files}
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+            raise ValueError(f"{path} is not a readable .npz file (corrupt or not saved by tinygrad_rnn): "
+                             f"{error}") from None
