@@ -28,6 +28,17 @@ def _as_tensor(x, name):
     raise TypeError(f"{name} must be a Tensor or ndarray, got {type(x).__name__}")
 
 
+def _time_major(x, batch_first, who):
+    """The input as a time-major (T, N, D) Tensor, and whether it was one unbatched (T, D) sequence."""
+    x = _as_tensor(x, "input")
+    if x.ndim == 2:
+        return x.reshape(x.shape[0], 1, x.shape[1]), True
+    if x.ndim != 3:
+        layout = "(N, T, D)" if batch_first else "(T, N, D)"
+        raise ValueError(f"{who}: input must be {layout} or unbatched (T, D), got shape {x.shape}")
+    return (x.transpose(1, 0, 2) if batch_first else x), False
+
+
 def _check_lengths(lengths, steps, batch):
     """``lengths`` as an int array (N,) with every entry in 1..T, or None when all are T."""
     if lengths is None:
@@ -84,18 +95,9 @@ class Recurrent(Module):
         self.batch_first, self.reverse = batch_first, reverse
 
     def forward(self, x, state=None, lengths=None):
-        x = _as_tensor(x, "input")
-        unbatched = x.ndim == 2
-        if unbatched:
-            x = x.reshape(x.shape[0], 1, x.shape[1])
-            if state is not None:
-                state = _map_state(lambda s: s.reshape((1,) + s.shape), state)
-        elif x.ndim != 3:
-            layout = "(N, T, D)" if self.batch_first else "(T, N, D)"
-            raise ValueError(f"{type(self.cell).__name__} sequence input must be {layout} or unbatched (T, D), "
-                             f"got shape {x.shape}")
-        elif self.batch_first:
-            x = x.transpose(1, 0, 2)
+        x, unbatched = _time_major(x, self.batch_first, type(self.cell).__name__)
+        if unbatched and state is not None:
+            state = _map_state(lambda s: s.reshape((1,) + s.shape), state)
         outputs, final = self.run(x, state, _check_lengths(lengths, x.shape[0], x.shape[1]))
         if unbatched:
             return outputs.reshape(outputs.shape[0], outputs.shape[2]), _map_state(lambda s: s.reshape(s.shape[1:]), final)
@@ -124,11 +126,12 @@ class Recurrent(Module):
         advance = cell.step if cell.projects_input else cell.forward
         order = range(steps - 1, -1, -1) if self.reverse and lengths is None else range(steps)
         outputs = [None] * steps
+        shortest = steps if lengths is None else lengths.min()
         for t in order:
             new_state = advance(inputs[t], state)
             if t == order[0]:
                 check_state(cell, new_state, expected, "forward() returned a state that")
-            if lengths is not None and t >= lengths.min():
+            if t >= shortest:  # some sequences have ended: they keep their state and output zeros
                 active = (t < lengths)[:, None]
                 state = _map_state(lambda new, old: where(active, new, old), new_state, state)
                 outputs[t] = where(active, cell.output(state), 0.0)
@@ -187,15 +190,7 @@ class StackedRecurrent(Module):
         return self
 
     def forward(self, x, hx=None, lengths=None):
-        x = _as_tensor(x, "input")
-        unbatched = x.ndim == 2
-        if unbatched:
-            x = x.reshape(x.shape[0], 1, x.shape[1])
-        elif x.ndim != 3:
-            layout = "(N, T, D)" if self.batch_first else "(T, N, D)"
-            raise ValueError(f"{type(self).__name__}: input must be {layout} or unbatched (T, D), got shape {x.shape}")
-        elif self.batch_first:
-            x = x.transpose(1, 0, 2)
+        x, unbatched = _time_major(x, self.batch_first, type(self).__name__)
         if x.shape[2] != self.input_size:
             raise ValueError(f"{type(self).__name__}: expected input size {self.input_size}, got {x.shape[2]} "
                              f"(input shape {x.shape})")
