@@ -54,7 +54,7 @@ def tiny_product_blocks(monkeypatch):
 
 @settings(max_examples=25, deadline=None)
 @given(steps=st.integers(1, 9), batch=st.integers(1, 4), seed=st.integers(0, 10_000),
-       how=st.sampled_from(["linear", "h @ W.T", "h @ WT, one WT for all steps"]))
+       how=st.sampled_from(["linear", "h @ W.T", "h @ WT, one WT for all steps", "h @ W.T.transpose(0, 1).T.T"]))
 def test_a_weight_used_at_every_step_gets_the_hand_summed_gradient(steps, batch, seed, how):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tensor_module, "_PRODUCT_BLOCK_BYTES", 1)
@@ -73,8 +73,10 @@ def check_weight_used_at_every_step(steps, batch, seed, how):
             pre = F.linear(states[-1], W)
         elif how == "h @ W.T":
             pre = states[-1] @ W.T
-        else:
+        elif how == "h @ WT, one WT for all steps":
             pre = states[-1] @ shared_transpose
+        else:  # an identity permutation between the transposes must leave the factors as they are
+            pre = states[-1] @ W.T.transpose(0, 1).T.T
         new = pre[:, :3].tanh()
         loss = loss + (new * tr.Tensor(upstream[t])).sum()
         states.append(new)

@@ -123,11 +123,9 @@ class ProductGrad:
         self.pending_bytes = left.nbytes + right.nbytes
         self.folded = None  # the sum of the terms already multiplied out
 
-    @property
-    def shape(self):
-        return self.folded.shape if not self.lefts else (self.lefts[0].shape[1], self.rights[0].shape[1])
-
     def transpose(self, axes=None):
+        if axes is not None and tuple(axes) == (0, 1):  # the identity permutation
+            return self
         flipped = object.__new__(ProductGrad)
         flipped.lefts, flipped.rights, flipped.pending_bytes = self.rights, self.lefts, self.pending_bytes
         flipped.folded = None if self.folded is None else self.folded.T
