@@ -253,3 +253,10 @@ def test_an_lstm_step_with_saturated_gates_stays_finite(dtype):
     assert np.all(np.isfinite(pre.grad)) and np.all(np.isfinite(c.grad))
     np.testing.assert_array_equal(c_next.data, [[2.0]])
     np.testing.assert_array_equal(c.grad, [[1.0]])
+
+
+def test_linear_takes_an_array_bias_as_a_constant_and_names_a_mis_shaped_one():
+    x, weight = tr.Tensor(np.ones((2, 3))), leaf(np.ones((4, 3)))
+    np.testing.assert_allclose(tr.functional.linear(x, weight, np.arange(4.0)).data, 3 + np.arange(4.0)[None].repeat(2, 0))
+    with pytest.raises(ValueError, match=r"bias \(5,\).*weight \(4, 3\)"):
+        tr.functional.linear(x, weight, np.ones(5))

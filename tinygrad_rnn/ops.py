@@ -230,6 +230,7 @@ def linear(x, weight, bias=None):
     data = x.data @ weight.data.T
     if bias is None:
         return _result(data, (x, weight), _linear_backward, x.requires_grad, _INPUTS)
+    bias = _constant(bias, weight)
     if bias.shape != (weight.shape[0],) or bias.dtype != weight.dtype:
         raise ValueError(f"linear: bias {bias.shape} {bias.dtype} does not fit weight {weight.shape} {weight.dtype}")
     data += bias.data
