@@ -19,6 +19,7 @@ import numpy as np
 
 from . import functional as F
 from . import nn
+from .nn.cells import map_state
 from .tensor import Tensor, no_grad
 
 __all__ = ["CharLM", "SentimentClassifier", "build_model", "recurrent_core", "detach_state", "evaluating",
@@ -61,9 +62,7 @@ def _cell_name(cell):
 
 def detach_state(state):
     """A recurrent state (a Tensor or a tuple of them) cut off from the graph, values kept."""
-    if isinstance(state, Tensor):
-        return state.detach()
-    return tuple(s.detach() for s in state)
+    return map_state(Tensor.detach, state)
 
 
 def positive_int(name, value):

@@ -70,7 +70,7 @@ class Cell(Module):
         unbatched = x.ndim == 1
         if unbatched:
             x = x.reshape(1, -1)
-            state = None if state is None else _map_state(lambda s: s.reshape((1,) + s.shape), state)
+            state = None if state is None else map_state(lambda s: s.reshape((1,) + s.shape), state)
         if x.ndim != 2:
             raise ValueError(f"{type(self).__name__}: input must be (N, D) or (D,), got shape {x.shape}")
         input_size = getattr(self, "input_size", None)
@@ -85,12 +85,15 @@ class Cell(Module):
         new_state = self.forward(x, state)
         check_state(self, new_state, expected, "forward() returned a state that")
         if unbatched:
-            new_state = _map_state(lambda s: s.reshape(s.shape[1:]), new_state)
+            new_state = map_state(lambda s: s.reshape(s.shape[1:]), new_state)
         return new_state
 
 
-def _map_state(fn, state):
-    return fn(state) if isinstance(state, Tensor) else tuple(fn(s) for s in state)
+def map_state(fn, *states):
+    """``fn`` applied part by part to one or more states of the same structure (a Tensor or a tuple)."""
+    if isinstance(states[0], Tensor):
+        return fn(*states)
+    return tuple(fn(*parts) for parts in zip(*states))
 
 
 def state_shapes(state):

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..ops import concat, stack, where
 from ..tensor import Tensor
-from .cells import Cell, GRUCell, LSTMCell, RNNCell, check_state
+from .cells import Cell, GRUCell, LSTMCell, RNNCell, check_state, map_state
 from .layers import Dropout
 from .module import Module
 
@@ -67,13 +67,6 @@ def _reverse_within_lengths(x, lengths):
     return x[source, np.arange(batch)[None, :]]
 
 
-def _map_state(fn, *states):
-    """Apply ``fn`` element by element to one or more states of the same structure."""
-    if isinstance(states[0], Tensor):
-        return fn(*states)
-    return tuple(fn(*parts) for parts in zip(*states))
-
-
 class Recurrent(Module):
     """Unrolls a Cell through time: ``forward(x, state=None, lengths=None) -> (outputs, final_state)``.
 
@@ -97,10 +90,10 @@ class Recurrent(Module):
     def forward(self, x, state=None, lengths=None):
         x, unbatched = _time_major(x, self.batch_first, type(self.cell).__name__)
         if unbatched and state is not None:
-            state = _map_state(lambda s: s.reshape((1,) + s.shape), state)
+            state = map_state(lambda s: s.reshape((1,) + s.shape), state)
         outputs, final = self.run(x, state, _check_lengths(lengths, x.shape[0], x.shape[1]))
         if unbatched:
-            return outputs.reshape(outputs.shape[0], outputs.shape[2]), _map_state(lambda s: s.reshape(s.shape[1:]), final)
+            return outputs.reshape(outputs.shape[0], outputs.shape[2]), map_state(lambda s: s.reshape(s.shape[1:]), final)
         if self.batch_first:
             outputs = outputs.transpose(1, 0, 2)
         return outputs, final
@@ -133,7 +126,7 @@ class Recurrent(Module):
                 check_state(cell, new_state, expected, "forward() returned a state that")
             if t >= shortest:  # some sequences have ended: they keep their state and output zeros
                 active = (t < lengths)[:, None]
-                state = _map_state(lambda new, old: where(active, new, old), new_state, state)
+                state = map_state(lambda new, old: where(active, new, old), new_state, state)
                 outputs[t] = where(active, cell.output(state), 0.0)
             else:
                 state = new_state
@@ -208,9 +201,9 @@ class StackedRecurrent(Module):
                 finals.append(final)
                 index += 1
             x = outs[0] if len(outs) == 1 else concat(outs, axis=2)
-        h_n = _map_state(lambda *parts: stack(parts), *finals)
+        h_n = map_state(lambda *parts: stack(parts), *finals)
         if unbatched:
-            return x.reshape(steps, x.shape[2]), _map_state(lambda s: s.reshape(s.shape[0], s.shape[2]), h_n)
+            return x.reshape(steps, x.shape[2]), map_state(lambda s: s.reshape(s.shape[0], s.shape[2]), h_n)
         if self.batch_first:
             x = x.transpose(1, 0, 2)
         return x, h_n
@@ -223,13 +216,13 @@ class StackedRecurrent(Module):
         if isinstance(hx, np.ndarray):  # one array is one state part, not a sequence of them
             hx = Tensor(hx)
         cell = self._layers[0][0].cell
-        expected = _map_state(lambda s: Tensor(np.zeros((count,) + s.shape, dtype=s.dtype)), cell.init_state(batch))
+        expected = map_state(lambda s: Tensor(np.zeros((count,) + s.shape, dtype=s.dtype)), cell.init_state(batch))
         if unbatched:
-            hx = _map_state(lambda s: _as_tensor(s, "hx").reshape(s.shape[0], 1, *s.shape[1:]), hx)
+            hx = map_state(lambda s: _as_tensor(s, "hx").reshape(s.shape[0], 1, *s.shape[1:]), hx)
         else:
-            hx = _map_state(lambda s: _as_tensor(s, "hx"), hx)
+            hx = map_state(lambda s: _as_tensor(s, "hx"), hx)
         check_state(self, hx, expected, "hx")
-        return [_map_state(lambda s: s[i], hx) for i in range(count)]
+        return [map_state(lambda s: s[i], hx) for i in range(count)]
 
     def extra_repr(self):
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
