@@ -1,10 +1,12 @@
 """Every differentiable primitive: its forward and its backward side by side.
 
-An op computes its output with NumPy and hands ``Tensor._result`` four things: the inputs (the
-tensors the gradient flows to), the backward function, ``ctx`` (what the backward needs that is
-not an input or the output: axes, masks, shapes) and ``save``: which of the output and the inputs
-the backward reads. Only those arrays are kept for backward; the others are passed to it as a
+An op computes its output with its forward kernel, ``forward(ctx, *input arrays) -> data``, and
+hands ``Tensor._result`` the inputs (the tensors the gradient flows to), the backward function,
+``ctx`` (what forward and backward need that is not an array: axes, shapes, flags), ``save`` (which
+of the output and the inputs the backward reads) and the kernel itself, so that ``tape`` can replay
+the op on other arrays. Only the arrays backward reads are kept; the others are passed to it as a
 ``Meta`` (their shape and dtype), so a temporary no backward reads is freed after the forward.
+A kernel computes everything from its arrays and ``ctx``: nothing in ``ctx`` depends on the data.
 
 Every backward has the signature ``backward(g, out, ctx, *inputs) -> one gradient per input``.
 On the first-order path ``g``, ``out`` and ``inputs`` are ndarrays (or Metas); with
@@ -46,6 +48,10 @@ def _constant(value, like):
     return _result(np.asarray(value, dtype=dtype), (), None)
 
 
+def _astype_forward(dtype, a):
+    return a.astype(dtype)
+
+
 def _operands(a, b, name):
     """Both operands as Tensors of a single dtype; mixed float dtypes are an error, never a cast."""
     if type(b) is not Tensor:
@@ -58,9 +64,9 @@ def _operands(a, b, name):
         if fa and fb:
             raise TypeError(f"{name}: dtype mismatch {da} vs {db}; convert one side with .astype()")
         if fa:
-            b = _result(b.data.astype(da), (), None)
+            b = _result(_astype_forward(da, b.data), (b,), None, da, _NOTHING, _astype_forward)
         elif fb:
-            a = _result(a.data.astype(db), (), None)
+            a = _result(_astype_forward(db, a.data), (a,), None, db, _NOTHING, _astype_forward)
     return a, b
 
 
@@ -95,10 +101,14 @@ def add(a, b):
     """a + b (broadcasting)."""
     a, b = _operands(a, b, "add")
     try:
-        data = a.data + b.data
+        data = _add_forward(None, a.data, b.data)
     except ValueError:
         raise _broadcast_error("add", a, b) from None
-    return _result(data, (a, b), _add_backward, None, _NOTHING)
+    return _result(data, (a, b), _add_backward, None, _NOTHING, _add_forward)
+
+
+def _add_forward(ctx, a, b):
+    return a + b
 
 
 def _add_backward(g, out, ctx, a, b):
@@ -109,10 +119,14 @@ def sub(a, b):
     """a - b (broadcasting)."""
     a, b = _operands(a, b, "sub")
     try:
-        data = a.data - b.data
+        data = _sub_forward(None, a.data, b.data)
     except ValueError:
         raise _broadcast_error("sub", a, b) from None
-    return _result(data, (a, b), _sub_backward, None, _NOTHING)
+    return _result(data, (a, b), _sub_backward, None, _NOTHING, _sub_forward)
+
+
+def _sub_forward(ctx, a, b):
+    return a - b
 
 
 def _sub_backward(g, out, ctx, a, b):
@@ -123,10 +137,14 @@ def mul(a, b):
     """a * b (broadcasting)."""
     a, b = _operands(a, b, "mul")
     try:
-        data = a.data * b.data
+        data = _mul_forward(None, a.data, b.data)
     except ValueError:
         raise _broadcast_error("mul", a, b) from None
-    return _result(data, (a, b), _mul_backward, None, _INPUTS)
+    return _result(data, (a, b), _mul_backward, None, _INPUTS, _mul_forward)
+
+
+def _mul_forward(ctx, a, b):
+    return a * b
 
 
 def _mul_backward(g, out, ctx, a, b):
@@ -137,10 +155,14 @@ def div(a, b):
     """a / b (broadcasting)."""
     a, b = _operands(a, b, "div")
     try:
-        data = a.data / b.data
+        data = _div_forward(None, a.data, b.data)
     except ValueError:
         raise _broadcast_error("div", a, b) from None
-    return _result(data, (a, b), _div_backward, None, _INPUTS)
+    return _result(data, (a, b), _div_backward, None, _INPUTS, _div_forward)
+
+
+def _div_forward(ctx, a, b):
+    return a / b
 
 
 def _div_backward(g, out, ctx, a, b):
@@ -151,13 +173,21 @@ def _div_backward(g, out, ctx, a, b):
 def pow(a, b):
     """a ** b: a number exponent, or a tensor exponent (then a must be positive where b needs grad)."""
     if isinstance(a, Tensor) and type(b) in (int, float):  # not np.float64: it would upcast float32
-        return _result(a.data ** b, (a,), _pow_scalar_backward, b, _INPUTS)
+        return _result(_pow_scalar_forward(b, a.data), (a,), _pow_scalar_backward, b, _INPUTS, _pow_scalar_forward)
     a, b = _operands(a, b, "pow")
     try:
-        data = a.data ** b.data
+        data = _pow_forward(None, a.data, b.data)
     except ValueError:
         raise _broadcast_error("pow", a, b) from None
-    return _result(data, (a, b), _pow_backward, (a.requires_grad, b.requires_grad), SAVE_ALL)
+    return _result(data, (a, b), _pow_backward, (a.requires_grad, b.requires_grad), SAVE_ALL, _pow_forward)
+
+
+def _pow_scalar_forward(exponent, a):
+    return a ** exponent
+
+
+def _pow_forward(ctx, a, b):
+    return a ** b
 
 
 def _pow_scalar_backward(g, out, exponent, a):
@@ -177,7 +207,11 @@ def _pow_backward(g, out, needs, a, b):
 
 def neg(a):
     """-a."""
-    return _result(-a.data, (a,), _neg_backward, None, _NOTHING)
+    return _result(_neg_forward(None, a.data), (a,), _neg_backward, None, _NOTHING, _neg_forward)
+
+
+def _neg_forward(ctx, a):
+    return -a
 
 
 def _neg_backward(g, out, ctx, a):
@@ -189,12 +223,16 @@ def matmul(a, b):
     """a @ b with NumPy's rules: 1-D operands are vectors, leading axes broadcast as batches."""
     a, b = _operands(a, b, "matmul")
     try:
-        data = a.data @ b.data
+        data = _matmul_forward(None, a.data, b.data)
     except ValueError:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match "
                          f"(inner sizes {a.shape[-1:]} and {b.shape[-2:-1] or b.shape}; "
                          f"batch axes must broadcast)") from None
-    return _result(data, (a, b), _matmul_backward, (a.requires_grad, b.requires_grad), _INPUTS)
+    return _result(data, (a, b), _matmul_backward, (a.requires_grad, b.requires_grad), _INPUTS, _matmul_forward)
+
+
+def _matmul_forward(ctx, a, b):
+    return a @ b
 
 
 def _matmul_backward(g, out, needs, a, b):
@@ -227,14 +265,21 @@ def linear(x, weight, bias=None):
     if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[1]:
         raise ValueError(f"linear: input {x.shape} and weight {weight.shape} do not match: expected "
                          f"(N, in) and (out, in)")
-    data = x.data @ weight.data.T
     if bias is None:
-        return _result(data, (x, weight), _linear_backward, x.requires_grad, _INPUTS)
+        return _result(_linear_forward(None, x.data, weight.data), (x, weight), _linear_backward, x.requires_grad,
+                       _INPUTS, _linear_forward)
     bias = _constant(bias, weight)
     if bias.shape != (weight.shape[0],) or bias.dtype != weight.dtype:
         raise ValueError(f"linear: bias {bias.shape} {bias.dtype} does not fit weight {weight.shape} {weight.dtype}")
-    data += bias.data
-    return _result(data, (x, weight, bias), _linear_backward, x.requires_grad, _X_AND_WEIGHT)
+    return _result(_linear_forward(None, x.data, weight.data, bias.data), (x, weight, bias), _linear_backward,
+                   x.requires_grad, _X_AND_WEIGHT, _linear_forward)
+
+
+def _linear_forward(ctx, x, weight, bias=None):
+    data = x @ weight.T
+    if bias is not None:
+        data += bias
+    return data
 
 
 def _linear_backward(g, out, need_x, x, weight, bias=None):
@@ -252,7 +297,11 @@ def _swap_last(x):
 # ===================================================================== elementwise unary
 def exp(a):
     """e^a."""
-    return _result(np.exp(a.data), (a,), _exp_backward, None, _OUTPUT)
+    return _result(_exp_forward(None, a.data), (a,), _exp_backward, None, _OUTPUT, _exp_forward)
+
+
+def _exp_forward(ctx, a):
+    return np.exp(a)
 
 
 def _exp_backward(g, out, ctx, a):
@@ -261,7 +310,11 @@ def _exp_backward(g, out, ctx, a):
 
 def log(a):
     """Natural logarithm."""
-    return _result(np.log(a.data), (a,), _log_backward, None, _INPUTS)
+    return _result(_log_forward(None, a.data), (a,), _log_backward, None, _INPUTS, _log_forward)
+
+
+def _log_forward(ctx, a):
+    return np.log(a)
 
 
 def _log_backward(g, out, ctx, a):
@@ -270,7 +323,11 @@ def _log_backward(g, out, ctx, a):
 
 def tanh(a):
     """tanh(a); no overflow at any input."""
-    return _result(np.tanh(a.data), (a,), _tanh_backward, None, _OUTPUT)
+    return _result(_tanh_forward(None, a.data), (a,), _tanh_backward, None, _OUTPUT, _tanh_forward)
+
+
+def _tanh_forward(ctx, a):
+    return np.tanh(a)
 
 
 def _tanh_backward(g, out, ctx, a):
@@ -280,13 +337,16 @@ def _tanh_backward(g, out, ctx, a):
 def sigmoid(a):
     """σ(a) = 1 / (1 + e^-a). Where e^-a overflows (a < -88 in float32) it is inf and σ exactly 0,
     the correctly rounded value, so that overflow is expected and not reported."""
-    x = a.data
+    return _result(_sigmoid_forward(None, a.data), (a,), _sigmoid_backward, None, _OUTPUT, _sigmoid_forward)
+
+
+def _sigmoid_forward(ctx, x):
     e = np.negative(x.reshape(1) if x.ndim == 0 else x)
     with np.errstate(over="ignore"):
         np.exp(e, out=e)
     e += 1
     np.reciprocal(e, out=e)
-    return _result(e.reshape(x.shape), (a,), _sigmoid_backward, None, _OUTPUT)
+    return e.reshape(x.shape)
 
 
 def _sigmoid_backward(g, out, ctx, a):
@@ -295,22 +355,38 @@ def _sigmoid_backward(g, out, ctx, a):
 
 def relu(a):
     """max(a, 0); the gradient at 0 is 0."""
-    mask = a.data > 0
-    return _result(a.data * mask, (a,), _mask_backward, mask, _NOTHING)
+    return _result(_relu_forward(None, a.data), (a,), _relu_backward, None, _OUTPUT, _relu_forward)
 
 
-def _mask_backward(g, out, mask, a):
-    return (g * mask,)
+def _relu_forward(ctx, a):
+    return a * (a > 0)
+
+
+def _relu_backward(g, out, ctx, a):
+    return (g * (out > 0),)  # out > 0 exactly where a > 0
 
 
 def abs(a):
     """|a|; the gradient at 0 is 0."""
-    return _result(np.abs(a.data), (a,), _mask_backward, np.sign(a.data), _NOTHING)
+    return _result(_abs_forward(None, a.data), (a,), _abs_backward, None, _INPUTS, _abs_forward)
+
+
+def _abs_forward(ctx, a):
+    return np.abs(a)
+
+
+def _abs_backward(g, out, ctx, a):
+    sign = np.sign(a) if type(a) is np.ndarray else Tensor(np.sign(a.data))  # piecewise constant: no graph
+    return (g * sign,)
 
 
 def sqrt(a):
     """√a."""
-    return _result(np.sqrt(a.data), (a,), _sqrt_backward, None, _OUTPUT)
+    return _result(_sqrt_forward(None, a.data), (a,), _sqrt_backward, None, _OUTPUT, _sqrt_forward)
+
+
+def _sqrt_forward(ctx, a):
+    return np.sqrt(a)
 
 
 def _sqrt_backward(g, out, ctx, a):
@@ -319,19 +395,30 @@ def _sqrt_backward(g, out, ctx, a):
 
 def clip(a, low=None, high=None):
     """a limited to [low, high] (either bound may be None); the gradient flows where low <= a <= high."""
-    data = np.clip(a.data, low, high)
-    inside = np.ones(a.shape, dtype=bool)
+    bounds = (low, high)
+    return _result(_clip_forward(bounds, a.data), (a,), _clip_backward, bounds, _INPUTS, _clip_forward)
+
+
+def _clip_forward(bounds, a):
+    return np.clip(a, *bounds)
+
+
+def _clip_backward(g, out, bounds, a):
+    low, high = bounds
+    x = a if type(a) is np.ndarray else a.data  # the mask is piecewise constant: no graph
+    inside = np.ones(x.shape, dtype=bool)
     if low is not None:
-        inside &= a.data >= low
+        inside &= x >= low
     if high is not None:
-        inside &= a.data <= high
-    return _result(data, (a,), _mask_backward, inside, _NOTHING)
+        inside &= x <= high
+    return (g * inside,)
 
 
 def astype(a, dtype):
     """A copy in another dtype; the gradient is cast back (none flows through a non-float result)."""
     dtype = np.dtype(dtype)
-    return _result(a.data.astype(dtype), (a,) if dtype.kind == "f" else (), _astype_backward, None, _NOTHING)
+    backward = _astype_backward if dtype.kind == "f" else None
+    return _result(_astype_forward(dtype, a.data), (a,), backward, dtype, _NOTHING, _astype_forward)
 
 
 def _astype_backward(g, out, ctx, a):
@@ -352,24 +439,30 @@ def _normalise_axis(axis, ndim):
 
 def sum(a, axis=None, keepdims=False):
     """Sum over ``axis`` (None: all axes)."""
-    axes = _normalise_axis(axis, a.ndim)
-    return _result(a.data.sum(axis=axes, keepdims=keepdims), (a,), _sum_backward, (axes, keepdims, None), _NOTHING)
+    ctx = (_normalise_axis(axis, a.ndim), keepdims, None)
+    return _result(_sum_forward(ctx, a.data), (a,), _sum_backward, ctx, _NOTHING, _sum_forward)
 
 
 def mean(a, axis=None, keepdims=False):
     """Mean over ``axis`` (None: all axes)."""
     axes = _normalise_axis(axis, a.ndim)
-    count = int(np.prod([a.shape[ax] for ax in axes]))
-    data = a.data.sum(axis=axes, keepdims=keepdims) / count
-    return _result(data, (a,), _sum_backward, (axes, keepdims, 1.0 / count), _NOTHING)
+    ctx = (axes, keepdims, int(np.prod([a.shape[ax] for ax in axes])))
+    return _result(_sum_forward(ctx, a.data), (a,), _sum_backward, ctx, _NOTHING, _sum_forward)
+
+
+def _sum_forward(ctx, a):
+    """The sum over ``axes``, divided by ``count`` for a mean (count None: a sum)."""
+    axes, keepdims, count = ctx
+    total = a.sum(axis=axes, keepdims=keepdims)
+    return total if count is None else total / count
 
 
 def _sum_backward(g, out, ctx, a):
-    axes, keepdims, scale = ctx
+    axes, keepdims, count = ctx
     if not keepdims:
         g = g.reshape(tuple(1 if i in axes else n for i, n in enumerate(a.shape)))
     g = _expand(g, a.shape)
-    return (g if scale is None else g * scale,)
+    return (g if count is None else g / count,)
 
 
 def max(a, axis=None, keepdims=False):
@@ -395,11 +488,15 @@ def reshape(a, *shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     try:
-        data = a.data.reshape(shape)
+        data = _reshape_forward(shape, a.data)
     except ValueError:
         raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) "
                          f"into {shape}") from None
-    return _result(data, (a,), _reshape_backward, None, _NOTHING)
+    return _result(data, (a,), _reshape_backward, shape, _NOTHING, _reshape_forward)
+
+
+def _reshape_forward(shape, a):
+    return a.reshape(shape)
 
 
 def _reshape_backward(g, out, ctx, a):
@@ -416,24 +513,35 @@ def transpose(a, *axes):
         axes = tuple(int(ax) + a.ndim if ax < 0 else int(ax) for ax in axes)
     if sorted(axes) != list(range(a.ndim)):
         raise ValueError(f"transpose: axes {axes} are not a permutation of a {a.ndim}-D tensor's axes")
-    return _result(a.data.transpose(axes), (a,), _transpose_backward, tuple(np.argsort(axes)), _NOTHING)
+    ctx = (axes, tuple(int(ax) for ax in np.argsort(axes)))
+    return _result(_transpose_forward(ctx, a.data), (a,), _transpose_backward, ctx, _NOTHING, _transpose_forward)
 
 
-def _transpose_backward(g, out, inverse, a):
-    return (g.transpose(inverse),)
+def _transpose_forward(ctx, a):
+    """``ctx = (axes, their inverse permutation)``."""
+    return a.transpose(ctx[0])
 
 
-_transpose_backward.passes_product_grad = True  # a weight's gradient stays factored through W.T
+def _transpose_backward(g, out, ctx, a):
+    return (g.transpose(ctx[1]),)
+
+
+_transpose_backward.passes_product_grad = True
+_SWAP = ((1, 0), (1, 0))  # the ``ctx`` of a 2-D transpose  # a weight's gradient stays factored through W.T
 
 
 def broadcast_to(a, shape):
     """``a`` repeated along broadcast axes to ``shape``; the gradient is summed back."""
     shape = tuple(shape)
     try:
-        data = np.broadcast_to(a.data, shape)
+        data = _broadcast_to_forward(shape, a.data)
     except ValueError:
         raise ValueError(f"broadcast_to: shape {a.shape} cannot be broadcast to {shape}") from None
-    return _result(data, (a,), _broadcast_to_backward, None, _NOTHING)
+    return _result(data, (a,), _broadcast_to_backward, shape, _NOTHING, _broadcast_to_forward)
+
+
+def _broadcast_to_forward(shape, a):
+    return np.broadcast_to(a, shape)
 
 
 def _broadcast_to_backward(g, out, ctx, a):
@@ -466,13 +574,19 @@ def getitem(a, index):
     if type(index) is int and a.ndim:  # the per-time-step read x[t]
         if not -a.shape[0] <= index < a.shape[0]:
             raise IndexError(f"index {index} is out of range for axis 0 of a tensor of shape {a.shape}")
-        return _result(a.data[index], (a,), _getitem_backward, (index, True), _NOTHING)
+        return _result(a.data[index], (a,), _getitem_backward, (index, True), _NOTHING, _getitem_forward)
+    tensor_index = any(isinstance(item, Tensor) for item in (index if isinstance(index, tuple) else (index,)))
     index, basic = _normalise_index(index)
     try:
         data = a.data[index]
     except IndexError as error:
         raise IndexError(f"index {index!r} into a tensor of shape {a.shape}: {error}") from None
-    return _result(data, (a,), _getitem_backward, (index, basic), _NOTHING)
+    # a tensor used as an index is read as values: such a read cannot be replayed
+    return _result(data, (a,), _getitem_backward, (index, basic), _NOTHING, None if tensor_index else _getitem_forward)
+
+
+def _getitem_forward(ctx, a):
+    return a[ctx[0]]
 
 
 def _getitem_backward(g, out, ctx, a):
@@ -511,7 +625,7 @@ def split(a, split_size_or_sections, axis=0):
     pieces, start = [], 0
     for size in sizes:
         index = lead + (slice(start, start + size),)
-        pieces.append(_result(a.data[index], (a,), _getitem_backward, (index, True), _NOTHING))
+        pieces.append(_result(a.data[index], (a,), _getitem_backward, (index, True), _NOTHING, _getitem_forward))
         start += size
     return pieces
 
@@ -539,8 +653,12 @@ def concat(tensors, axis=0):
     except ValueError:
         raise ValueError(f"concat along axis {axis}: shapes {[t.shape for t in tensors]} do not match "
                          f"off that axis") from None
-    ends = np.cumsum([t.shape[axis] for t in tensors])
-    return _result(data, tuple(tensors), _concat_backward, (axis % data.ndim, ends), _NOTHING)
+    ends = tuple(int(end) for end in np.cumsum([t.shape[axis] for t in tensors]))
+    return _result(data, tuple(tensors), _concat_backward, (axis % data.ndim, ends), _NOTHING, _concat_forward)
+
+
+def _concat_forward(ctx, *arrays):
+    return np.concatenate(arrays, axis=ctx[0])
 
 
 def _concat_backward(g, out, ctx, *inputs):
@@ -556,7 +674,11 @@ def stack(tensors, axis=0):
         data = np.stack([t.data for t in tensors], axis=axis)
     except ValueError:
         raise ValueError(f"stack: all tensors need the same shape, got {[t.shape for t in tensors]}") from None
-    return _result(data, tuple(tensors), _stack_backward, axis % data.ndim, _NOTHING)
+    return _result(data, tuple(tensors), _stack_backward, axis % data.ndim, _NOTHING, _stack_forward)
+
+
+def _stack_forward(axis, *arrays):
+    return np.stack(arrays, axis=axis)
 
 
 def _stack_backward(g, out, axis, *inputs):
@@ -579,22 +701,28 @@ def _same_dtype(tensors, name):
 
 def where(condition, a, b):
     """Elementwise ``a`` where ``condition`` else ``b`` (broadcasting); the condition is not differentiated."""
-    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
-    if cond.dtype != bool:
-        raise TypeError(f"where: the condition must be boolean, got dtype {cond.dtype}")
+    if not isinstance(condition, Tensor):
+        condition = _result(np.asarray(condition), (), None)
+    if condition.dtype != bool:
+        raise TypeError(f"where: the condition must be boolean, got dtype {condition.dtype}")
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         a = Tensor(a)  # two constants: a number takes the default dtype
     a, b = _operands(a, b, "where")
     try:
-        data = np.where(cond, a.data, b.data)
+        data = _where_forward(None, condition.data, a.data, b.data)
     except ValueError:
-        raise ValueError(f"where: condition {cond.shape}, {a.shape} and {b.shape} cannot be "
+        raise ValueError(f"where: condition {condition.shape}, {a.shape} and {b.shape} cannot be "
                          f"broadcast together") from None
-    return _result(data, (a, b), _where_backward, cond, _NOTHING)
+    return _result(data, (condition, a, b), _where_backward, None, (False, (0,)), _where_forward)
 
 
-def _where_backward(g, out, cond, a, b):
-    return _unbroadcast(g * cond, a.shape), _unbroadcast(g * ~cond, b.shape)
+def _where_forward(ctx, cond, a, b):
+    return np.where(cond, a, b)
+
+
+def _where_backward(g, out, ctx, cond, a, b):
+    cond = cond if type(cond) is np.ndarray else cond.data  # never differentiated
+    return None, _unbroadcast(g * cond, a.shape), _unbroadcast(g * ~cond, b.shape)
 
 
 # ===================================================================== comparisons (no gradient)
@@ -602,10 +730,14 @@ def _comparison(ufunc):
     def compare(a, b):
         a, b = _operands(a, b, ufunc.__name__)
         try:
-            return _result(ufunc(a.data, b.data), (), None)
+            return _result(ufunc(a.data, b.data), (a, b), None, ufunc, _NOTHING, _compare_forward)
         except ValueError:
             raise _broadcast_error(ufunc.__name__, a, b) from None
     return compare
+
+
+def _compare_forward(ufunc, a, b):
+    return ufunc(a, b)
 
 
 # ===================================================================== the Tensor's operators and methods
@@ -644,7 +776,8 @@ Tensor.mean = mean
 Tensor.max = max
 Tensor.reshape = reshape
 Tensor.transpose = transpose
-Tensor.T = property(lambda a: _result(a.data.T, (a,), _transpose_backward, (1, 0), _NOTHING) if a.ndim == 2 else transpose(a))
+Tensor.T = property(lambda a: _result(a.data.T, (a,), _transpose_backward, _SWAP, _NOTHING, _transpose_forward)
+                    if a.ndim == 2 else transpose(a))
 Tensor.broadcast_to = broadcast_to
 Tensor.split = split
 Tensor.chunk = chunk

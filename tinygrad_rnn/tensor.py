@@ -36,6 +36,18 @@ class _GradMode:
     enabled = True
 
 
+class _Recording:
+    """Where ops report themselves while ``tape.record`` runs a function (None: nobody records)."""
+
+    records = None
+
+
+def _note_untraceable(what):
+    """Tell a recording in progress that Python read a tensor's values (``what``): no replay then."""
+    if _Recording.records is not None:
+        _Recording.records.append((None, what, (), None, None, None))
+
+
 _DEFAULT_DTYPE = [np.dtype(np.float32)]
 _next_seq = itertools.count().__next__
 
@@ -216,6 +228,41 @@ def _leaf_node(tensor):
     return node
 
 
+def _op_node(data, parents, backward, ctx, save):
+    """The node of an op's output (see ``Tensor._result``)."""
+    reads_output, reads = save
+    node = object.__new__(Node)
+    node.backward, node.ctx, node.hooks, node.tensor = backward, ctx, None, None
+    node.out = data if reads_output else None
+    node.shape, node.dtype = data.shape, data.dtype
+    # an input that is not read is described by its node (which has its shape and dtype), or by a
+    # Meta when it has none; the common cases are written out for speed
+    if len(parents) == 1:
+        (p,) = parents
+        pn = p._node
+        node.inputs = (pn,)
+        node.saved = (p.data if reads is None or reads else pn or _meta(p.data),)
+    elif len(parents) == 2:
+        p, q = parents
+        pn, qn = p._node, q._node
+        node.inputs = (pn, qn)
+        if reads is None:
+            node.saved = (p.data, q.data)
+        else:
+            node.saved = (p.data if 0 in reads else pn or _meta(p.data),
+                          q.data if 1 in reads else qn or _meta(q.data))
+    else:
+        node.inputs = tuple([p._node for p in parents])
+        node.saved = tuple([p.data if reads is None or i in reads else p._node or _meta(p.data)
+                            for i, p in enumerate(parents)])
+    node.seq = _next_seq()
+    return node
+
+
+def _detach_forward(ctx, a):
+    return a
+
+
 def _as_array(data, dtype):
     if isinstance(data, np.ndarray):
         return data if dtype is None or data.dtype == dtype else data.astype(dtype)
@@ -254,54 +301,29 @@ class Tensor:
 
     # ---------------------------------------------------------------- construction by ops
     @classmethod
-    def _result(cls, data, parents, backward, ctx=None, save=SAVE_ALL):
+    def _result(cls, data, parents, backward, ctx=None, save=SAVE_ALL, forward=None):
         """The output of an op; if any parent requires grad, with a node recording the op.
 
         ``save = (reads_output, indices of the inputs read, or None for all)`` names what
         ``backward`` reads. Of an input it does not read the node keeps only a description (the
         input's node or a ``Meta``), of the output nothing: such arrays are freed with their tensors.
+        ``backward=None`` marks an op through which no gradient flows (comparisons, casts to
+        integers, constants). ``forward(ctx, *input arrays) -> data`` is the op's computation, for
+        ``tape`` to replay it (None: the op cannot be replayed).
         """
         out = object.__new__(cls)
         out.data = data
         out.grad = None
-        if _GradMode.enabled:
-            for p in parents:
-                if p.requires_grad:
-                    break
-            else:
-                parents = None
-            if parents is not None:
-                reads_output, reads = save
-                node = object.__new__(Node)
-                node.backward, node.ctx, node.hooks, node.tensor = backward, ctx, None, None
-                node.out = data if reads_output else None
-                node.shape, node.dtype = data.shape, data.dtype
-                # an input that is not read is described by its node (which has its shape and dtype),
-                # or by a Meta when it has none; the common cases are written out for speed
-                if len(parents) == 1:
-                    (p,) = parents
-                    pn = p._node
-                    node.inputs = (pn,)
-                    node.saved = (p.data if reads is None or reads else pn or _meta(p.data),)
-                elif len(parents) == 2:
-                    p, q = parents
-                    pn, qn = p._node, q._node
-                    node.inputs = (pn, qn)
-                    if reads is None:
-                        node.saved = (p.data, q.data)
-                    else:
-                        node.saved = (p.data if 0 in reads else pn or _meta(p.data),
-                                      q.data if 1 in reads else qn or _meta(q.data))
-                else:
-                    node.inputs = tuple([p._node for p in parents])
-                    node.saved = tuple([p.data if reads is None or i in reads else p._node or _meta(p.data)
-                                        for i, p in enumerate(parents)])
-                node.seq = _next_seq()
-                out.requires_grad = True
-                out._node = node
-                return out
         out.requires_grad = False
         out._node = None
+        if _GradMode.enabled and backward is not None:
+            for p in parents:
+                if p.requires_grad:
+                    out.requires_grad = True
+                    out._node = _op_node(data, parents, backward, ctx, save)
+                    break
+        if _Recording.records is not None:
+            _Recording.records.append((forward, ctx, parents, out, backward, save))
         return out
 
     @classmethod
@@ -326,23 +348,27 @@ class Tensor:
         return f"Tensor({np.array2string(self.data, prefix='Tensor(')}, dtype={self.data.dtype}{grad})"
 
     def __array__(self, dtype=None, copy=None):
+        _note_untraceable("np.asarray(tensor)")
         return self.data if dtype is None else self.data.astype(dtype)
 
     __hash__ = object.__hash__  # == is elementwise, so hash by identity
 
     def __bool__(self):
+        _note_untraceable("bool(tensor)")
         return bool(self.data)
 
     def numpy(self):
         """The underlying ndarray (shared, not copied)."""
+        _note_untraceable("tensor.numpy()")
         return self.data
 
     def item(self):
+        _note_untraceable("tensor.item()")
         return self.data.item()
 
     def detach(self):
         """A Tensor sharing this data, cut off from the graph."""
-        return Tensor(self.data)
+        return Tensor._result(self.data, (self,), None, None, None, _detach_forward)
 
     def requires_grad_(self, flag=True):
         if not self.is_leaf:
@@ -456,7 +482,8 @@ def _walk(roots, root_grads, create_graph, inputs):
     try:
         for t, g in zip(roots, root_grads):
             g = _root_gradient(t, g, create_graph)
-            _accumulate(grads, owned, heap, t._node, g, create_graph)
+            if _accumulate(grads, owned, t._node, t.shape, g, create_graph):
+                heappush(heap, (-t._node.seq, t._node))
         while heap:
             node = heappop(heap)[1]
             g = grads.pop(node)
@@ -493,47 +520,53 @@ def _walk(roots, root_grads, create_graph, inputs):
                     if type(pg) is np.ndarray and p not in grads:  # the common case, inlined
                         grads[p] = pg
                         heappush(heap, (-p.seq, p))
-                    else:
-                        _accumulate(grads, owned, heap, p, pg, create_graph)
+                    elif _accumulate(grads, owned, p, p.shape, pg, create_graph):
+                        heappush(heap, (-p.seq, p))
     finally:
         _GradMode.enabled = previous_mode
     return capture
 
 
-def _accumulate(grads, owned, heap, p, pg, create_graph):
-    current = grads.get(p)
+def _accumulate(grads, owned, key, shape, pg, create_graph=False):
+    """Add the contribution ``pg`` to ``grads[key]`` (a gradient of ``shape``); True if it is the first.
+
+    ``pg`` may be an ndarray (or a Tensor with ``create_graph``), an ``IndexGrad`` or a
+    ``ProductGrad``. Arrays in ``owned`` were allocated here and are added into in place; any other
+    array may be shared, so it is never written to.
+    """
+    current = grads.get(key)
     if current is None:
-        heapq.heappush(heap, (-p.seq, p))
         if type(pg) is IndexGrad:
-            buffer = np.zeros(p.shape, dtype=pg.g.dtype)
+            buffer = np.zeros(shape, dtype=pg.g.dtype)
             pg.add_into(buffer)
-            grads[p] = buffer
-            owned.add(p)
+            grads[key] = buffer
+            owned.add(key)
         else:
-            grads[p] = pg
-        return
+            grads[key] = pg
+        return True
     if create_graph:
-        grads[p] = current + pg
-        return
+        grads[key] = current + pg
+        return False
     if type(current) is ProductGrad:
         if type(pg) is ProductGrad:
             current.extend(pg)
-            return
-        current = grads[p] = current.value()
-        owned.add(p)
+            return False
+        current = grads[key] = current.value()
+        owned.add(key)
     elif type(pg) is ProductGrad:
         pg = pg.value()
     if type(pg) is IndexGrad:
-        if p not in owned:
-            current = grads[p] = np.array(current)  # a copy, and an ndarray even if a 0-d sum left a NumPy scalar
-            owned.add(p)
+        if key not in owned:
+            current = grads[key] = np.array(current)  # a copy, and an ndarray even if a 0-d sum left a NumPy scalar
+            owned.add(key)
         pg.add_into(current)
-    elif p in owned:
+    elif key in owned:
         current += pg
     else:
         total = current + pg
-        grads[p] = total if type(total) is np.ndarray else np.asarray(total)  # 0-d sums are scalars
-        owned.add(p)
+        grads[key] = total if type(total) is np.ndarray else np.asarray(total)  # 0-d sums are scalars
+        owned.add(key)
+    return False
 
 
 def _store_grad(t, g, g_owned, create_graph):

@@ -4,8 +4,9 @@ The graph of a tensor is everything reachable from its node through the nodes' `
 vertices are:
 
 - ops (a node with a ``backward``): labelled with the op's name, read off the backward function's
-  name (``_mul_backward`` -> "mul"; ops that share a backward share its name: relu, abs and clip
-  are "mask", mean is "sum"), and the shape;
+  name (``_mul_backward`` -> "mul"; ops that share a backward share its name: mean is "sum",
+  split pieces are "getitem"), and the shape. A recurrent layer replays its step as one
+  "recurrent_loop" op (``nn.scan``); under ``nn.replay(False)`` it is drawn unrolled, op by op;
 - parameters: leaves found in ``params`` (a Module, a {name: tensor} dict or (name, tensor) pairs),
   labelled with their name. A parameter is one vertex however many steps use it; its use count is
   the number of edges leaving it, and one used more than once is drawn as shared;

@@ -7,6 +7,11 @@
 - optional ``init_state(batch_size)``: zeros (N, hidden_size) unless overridden (LSTM: a pair);
 - optional ``output(state)``: what the step emits (default: the state, or its first element).
 
+The step must be a function of its arguments and parameters made of Tensor ops: ``Recurrent``
+records it once and replays the recording for the other time steps (``nn.scan``). A step that
+reads values in Python (``.item()``, ``.numpy()``, ``if``) or keeps Python state between calls is
+detected where possible and unrolled op by op; a cell can also say ``replayable = False``.
+
 A cell may also split its step into ``project_input(x)`` (the part that does not depend on the
 state) and ``step(projected, state)``. ``Recurrent`` then projects every time step's input in
 one matrix product before the loop, which is much faster than T small ones. The built-in cells
@@ -30,6 +35,7 @@ class Cell(Module):
     """The protocol for one step of a recurrent network (see the module docstring)."""
 
     hidden_size = None
+    replayable = True  # False: Recurrent never replays a recording of this cell's step
 
     def init_state(self, batch_size):
         """The state before the first step: zeros (N, hidden_size)."""

@@ -16,6 +16,7 @@ from ..tensor import Tensor
 from .cells import Cell, GRUCell, LSTMCell, RNNCell, check_state, map_state
 from .layers import Dropout
 from .module import Module
+from .scan import run_replayed
 
 __all__ = ["Recurrent", "StackedRecurrent", "RNN", "LSTM", "GRU"]
 
@@ -78,6 +79,10 @@ class Recurrent(Module):
     If the cell splits its step (``project_input`` + ``step``), the input projection of all T
     steps is one matrix product before the loop. Each step then reads its slice of the
     projection; the slices' gradients all land in one buffer.
+
+    Without ``lengths``, the step is recorded once and replayed for the other steps, the whole
+    loop one node of the graph (``nn.scan``); ``nn.replay(False)`` or a cell's ``replayable =
+    False`` unroll it op by op instead. Both give the same numbers.
     """
 
     def __init__(self, cell, batch_first=False, reverse=False):
@@ -117,6 +122,10 @@ class Recurrent(Module):
             x = _reverse_within_lengths(x, lengths)
         inputs = cell.project_input(x) if cell.projects_input else x
         advance = cell.step if cell.projects_input else cell.forward
+        if lengths is None and cell.replayable:
+            replayed = run_replayed(advance, cell.output, inputs, state, self.reverse)
+            if replayed is not None:
+                return replayed
         order = range(steps - 1, -1, -1) if self.reverse and lengths is None else range(steps)
         outputs = [None] * steps
         shortest = steps if lengths is None else lengths.min()
