@@ -21,7 +21,7 @@ make that checkable:
 """
 import numpy as np
 
-from .tensor import ProductGrad, Tensor, _accumulate, _meta, _Recording
+from .tensor import IndexGrad, ProductGrad, Tensor, _accumulate, _meta, _Recording
 
 __all__ = ["record", "Tape"]
 
@@ -102,9 +102,17 @@ class Tape:
         for i in [i for i, _ in self.externals] + self.constants:
             self.template[i] = values[i]
         self._build_backward(backward_ops)
+        values.extend(self.template[len(values):])  # the Metas, so that this call's values can be replayed backward
+        self._forward = self._backward = None  # compiled on first use
 
     def _build_backward(self, backward_ops):
-        """The backward program, and which per-call slots it reads (all others need not be kept)."""
+        """The backward program, and which per-call slots it reads (all others need not be kept).
+
+        An input that a backward does not read is passed as a ``Meta`` (its shape and dtype), held
+        in a slot of its own in ``template``, so that every argument is a slot. Each op's
+        ``routes`` say where its input gradients go: a slot of this call, ~slot for an external
+        (whose gradient collects over calls), None for an input that needs none.
+        """
         per_call = set(self.input_slots) | {op[3] for op in self.forward_program}
         kept, self.backward_program = set(), []
         for backward, ctx, ins, out, (reads_output, reads) in reversed(backward_ops):
@@ -113,11 +121,14 @@ class Tape:
                 if reads is None or k in reads:
                     arguments.append(j)
                     kept.add(j)
-                else:
-                    arguments.append(_meta(self.values[j]))  # only its shape and dtype are read
+                else:  # only its shape and dtype are read
+                    arguments.append(len(self.template))
+                    self.template.append(_meta(self.values[j]))
             if reads_output:
                 kept.add(out)
-            self.backward_program.append((backward, ctx, ins, out, reads_output, tuple(arguments)))
+            routes = tuple(None if not self.needs_grad[j] else ~j if j in self.external_slots else j for j in ins)
+            passes_product = getattr(backward, "passes_product_grad", False)
+            self.backward_program.append((backward, ctx, out, reads_output, tuple(arguments), routes, passes_product))
         self.kept = kept & per_call
         self.dropped = sorted(per_call - kept)
 
@@ -127,70 +138,161 @@ class Tape:
                 or [i for i, _ in self.externals] != [i for i, _ in other.externals]
                 or self.constants != other.constants):
             return False
-        for a, b in zip(self._signature, other._signature):
-            if not _equal(a, b):
-                return False
+        try:
+            same = self._signature == other._signature  # fast, unless some ctx holds an array
+        except (ValueError, TypeError):
+            same = all(_equal(a, b) for a, b in zip(self._signature, other._signature))
+        if not same:
+            return False
         for (i, mine), (_, theirs) in zip(self.externals, other.externals):
             if mine is not theirs and not _equal(mine.data, theirs.data):
                 return False
         return all(_equal(self.values[i], other.values[i]) for i in self.constants)
 
     def forward(self, inputs):
-        """Run the recorded ops on new input arrays: -> every slot's value (a list, see ``kept``)."""
+        """Run the recorded ops on new input arrays: -> a list of slot values holding the outputs and
+        every array backward reads (``kept``)."""
         values = self.template.copy()
         for i, array in zip(self.input_slots, inputs):
             values[i] = array
-        for kernel, ctx, ins, out in self.forward_program:
-            if len(ins) == 1:
-                values[out] = kernel(ctx, values[ins[0]])
-            elif len(ins) == 2:
-                values[out] = kernel(ctx, values[ins[0]], values[ins[1]])
-            else:
-                values[out] = kernel(ctx, *[values[j] for j in ins])
-        return values
+        if self._forward is None:
+            self._forward = _compiled(*_forward_source(self), "forward")
+        return self._forward(values)
 
     def forget_unread(self, values):
         """Drop from ``values`` the per-call arrays no backward reads (so they can be freed)."""
         for i in self.dropped:
             values[i] = None
 
-    def backward(self, values, seeds, external_grads, external_owned):
+    def backward(self, values, output_grads, external_grads, external_owned):
         """One call's backward: -> the gradient of each input (None where none arrives).
 
-        ``values`` from ``forward`` (after ``forget_unread``); ``seeds`` [(slot, gradient)] for the
-        outputs. Externals' gradients are accumulated into ``external_grads`` (keyed by slot,
-        with ``external_owned`` as in ``tensor._accumulate``), so that a parameter used by every
-        call collects all of them (a ``ProductGrad`` stays factored across calls).
+        ``values`` from ``forward``; ``output_grads`` one gradient (or None) per output. Externals'
+        gradients are accumulated into ``external_grads`` (keyed by slot, with ``external_owned``
+        as in ``tensor._accumulate``), so that a parameter used by every call collects all of them
+        (a ``ProductGrad`` stays factored across calls).
         """
-        grads, owned = {}, set()
-        needs_grad, shapes, external_slots = self.needs_grad, self.shapes, self.external_slots
-        for i, g in seeds:
-            if g is not None and needs_grad[i]:
-                if i in external_slots:
-                    _accumulate(external_grads, external_owned, i, shapes[i], g)
-                else:
-                    _accumulate(grads, owned, i, shapes[i], g)
-        for backward, ctx, ins, out, reads_output, arguments in self.backward_program:
-            g = grads.pop(out, None)
-            if g is None:
-                continue
-            if type(g) is ProductGrad and not getattr(backward, "passes_product_grad", False):
-                g = g.value()
-            args = [values[a] if type(a) is int else a for a in arguments]
-            parent_grads = backward(g, values[out] if reads_output else None, ctx, *args)
-            for j, pg in zip(ins, parent_grads):
-                if pg is not None and needs_grad[j]:
-                    if j in external_slots:
-                        _accumulate(external_grads, external_owned, j, shapes[j], pg)
-                    elif type(pg) is np.ndarray and j not in grads:  # the common case, inlined
-                        grads[j] = pg
-                    else:
-                        _accumulate(grads, owned, j, shapes[j], pg)
-        result = []
-        for i in self.input_slots:
-            g = grads.get(i)
-            result.append(g.value() if type(g) is ProductGrad else g)
-        return result
+        if self._backward is None:
+            self._backward = _compiled(*_backward_source(self), "backward")
+        return self._backward(values, output_grads, external_grads, external_owned)
+
+    def source(self):
+        """The forward and backward programs as the Python they are compiled from (to read)."""
+        return _forward_source(self)[0] + "\n" + _backward_source(self)[0]
+
+
+_MAKERS = {}  # generated source -> the compiled function that binds its names
+
+
+def _compiled(source, names, name):
+    """The function ``name`` defined by ``source``, with ``names`` (kernels, ctx, shapes) bound.
+
+    The source depends only on the program's structure, so a cell's step compiles once per
+    process: later recordings only bind their own kernels, ctx and shapes.
+    """
+    make = _MAKERS.get(source)
+    if make is None:
+        parameters = sorted(names)
+        body = "".join(f"    {line}\n" for line in source.splitlines())
+        wrapper = f"def make({', '.join(parameters)}):\n{body}    return {name}\n"
+        namespace = {}
+        exec(compile(wrapper, f"<tape {name}>", "exec"), namespace)  # source generated above, from slot numbers only
+        make = _MAKERS[source] = namespace["make"]
+    return make(**names)
+
+
+def _forward_source(tape):
+    """def forward(values): each op's kernel on its input slots, in recording order.
+
+    Op n's kernel and ctx are ``f{n}``/``c{n}``; slot j is the local ``v{j}``. The outputs and the
+    slots backward reads are stored back into ``values``.
+    """
+    names, loads, body, produced = {}, [], [], set()
+    for n, (kernel, ctx, ins, out) in enumerate(tape.forward_program):
+        names[f"f{n}"], names[f"c{n}"] = kernel, ctx
+        for j in ins:
+            if j not in produced and f"    v{j} = values[{j}]" not in loads:
+                loads.append(f"    v{j} = values[{j}]")
+        body.append(f"    v{out} = f{n}(c{n}, {', '.join(f'v{j}' for j in ins)})")
+        produced.add(out)
+    stores = [f"    values[{j}] = v{j}" for j in sorted((tape.kept | set(tape.output_slots)) & produced)]
+    return "\n".join(["def forward(values):"] + loads + body + stores + ["    return values", ""]), names
+
+
+def _backward_source(tape):
+    """def backward(values, seeds, ext, ext_owned): each op's backward, last op first.
+
+    Slot j's gradient is the local ``g{j}`` when exactly one contribution can reach it; a slot
+    that several reach (a tensor used twice, the pieces of a split) collects them in ``grads``
+    with ``_accumulate`` (in place where it owns the buffer). An op's gradient is settled before
+    its backward runs (``_settle``: index pieces into a buffer, a factored weight gradient
+    multiplied out unless the op passes it on). Externals collect into ``ext``.
+    """
+    needs_grad, external_slots, shapes = tape.needs_grad, tape.external_slots, tape.shapes
+    reaching = {}
+    for k, j in enumerate(tape.output_slots):
+        if needs_grad[j] and j not in external_slots:
+            reaching[j] = reaching.get(j, 0) + 1
+    for op in tape.backward_program:
+        for j in op[5]:
+            if j is not None and j >= 0:
+                reaching[j] = reaching.get(j, 0) + 1
+    names = {"_accumulate": _accumulate, "_settle": _settle, "ndarray": np.ndarray}
+    single = sorted(j for j, count in reaching.items() if count == 1)
+    lines = ["def backward(values, seeds, ext, ext_owned):", "    grads, owned = {}, set()"]
+    lines += [f"    g{j} = None" for j in single]
+    read = {j for op in tape.backward_program for j in op[4]} | {op[2] for op in tape.backward_program if op[3]}
+    lines += [f"    v{j} = values[{j}]" for j in sorted(read)]
+
+    def receive(j, value, indent):
+        """The line giving contribution ``value`` (an expression, maybe None) to slot j."""
+        if j in external_slots:
+            names[f"S{j}"] = shapes[j]
+            return f"{indent}if {value} is not None: _accumulate(ext, ext_owned, {j}, S{j}, {value})"
+        if reaching[j] == 1:
+            return f"{indent}g{j} = {value}"
+        names[f"S{j}"] = shapes[j]
+        return f"{indent}if {value} is not None: _accumulate(grads, owned, {j}, S{j}, {value})"
+
+    for k, j in enumerate(tape.output_slots):
+        if needs_grad[j]:
+            lines.append(receive(j, f"seeds[{k}]", "    "))
+    for n, (backward, ctx, out, reads_output, arguments, routes, passes) in enumerate(tape.backward_program):
+        if out not in reaching:
+            continue  # no gradient ever reaches this op
+        names[f"b{n}"], names[f"c{n}"], names[f"S{out}"] = backward, ctx, shapes[out]
+        if reaching[out] > 1:
+            lines.append(f"    g{out} = grads.pop({out}, None)")
+        lines.append(f"    if g{out} is not None:")
+        lines.append(f"        if type(g{out}) is not ndarray: g{out} = _settle(g{out}, S{out}, {passes})")
+        result = f"v{out}" if reads_output else "None"
+        lines.append(f"        r = b{n}(g{out}, {result}, c{n}, {', '.join(f'v{a}' for a in arguments)})")
+        for k, j in enumerate(routes):
+            if j is not None:
+                lines.append(receive(~j if j < 0 else j, f"r[{k}]", "        "))
+    returned = []
+    for i in tape.input_slots:
+        if i not in reaching:
+            returned.append("None")
+        else:
+            if reaching[i] > 1:
+                lines.append(f"    g{i} = grads.get({i})")
+            names[f"S{i}"] = shapes[i]
+            returned.append(f"_settle(g{i}, S{i}, False)")
+    lines += [f"    return [{', '.join(returned)}]", ""]
+    return "\n".join(lines), names
+
+
+def _settle(g, shape, passes_product):
+    """A gradient as its op's backward takes it: index pieces added into a zero buffer of ``shape``,
+    a factored weight gradient multiplied out unless ``passes_product``; anything else as it is."""
+    if type(g) is IndexGrad:
+        buffer = np.zeros(shape, dtype=g.g.dtype)
+        g.add_into(buffer)
+        return buffer
+    if type(g) is ProductGrad and not passes_product:
+        return g.value()
+    return g
 
 
 def _op_name(backward):

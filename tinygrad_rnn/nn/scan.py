@@ -170,8 +170,7 @@ def _recurrent_loop_backward(g, out, loop, inputs, *rest):
     g_inputs = np.zeros(loop.inputs_shape, dtype=loop.inputs_dtype) if loop.inputs_need_grad else None
     learned, learned_owned = {}, set()
     for t in reversed(loop.order):
-        seeds = [(out_slot, g_outputs[t])] + list(zip(state_slots, carried))
-        grads = tape.backward(loop.stored[t], seeds, learned, learned_owned)
+        grads = tape.backward(loop.stored[t], [*carried, g_outputs[t]], learned, learned_owned)
         if g_inputs is not None and grads[0] is not None:
             g_inputs[t] = grads[0]
         carried = grads[1:]
