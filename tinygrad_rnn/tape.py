@@ -12,8 +12,9 @@ in reverse order, gradients accumulated per slot exactly as the graph walk does)
 A recording is only as good as the assumption that the same ops run on every call. Two things
 make that checkable:
 
-- an op without a forward kernel, or Python reading a tensor's values (``.item()``, ``bool()``,
-  ``.numpy()``, ``np.asarray``, a tensor used as an index) makes the recording unreplayable
+- an op without a forward kernel, Python reading a tensor's values (``.item()``, ``bool()``,
+  ``.numpy()``, ``np.asarray``, a tensor used as an index), or an op reading a Tensor constructed
+  from an array during the call (``Tensor(h.data > 0)``) makes the recording unreplayable
   (``Tape.problem`` says why);
 - ``Tape.same_as(other)``: two recordings of consecutive steps must agree in every op, ``ctx``,
   wiring and constant; a constant computed from the data (``Tensor(h.data > 0)``, a random mask)
@@ -21,7 +22,7 @@ make that checkable:
 """
 import numpy as np
 
-from .tensor import IndexGrad, ProductGrad, Tensor, _accumulate, _meta, _Recording
+from .tensor import MADE_FROM_ARRAY, IndexGrad, ProductGrad, Tensor, _accumulate, _meta, _Recording
 
 __all__ = ["record", "Tape"]
 
@@ -63,9 +64,13 @@ class Tape:
         self.forward_program, backward_ops = [], []
         self._signature = []  # everything that must repeat between two recordings of the same step
 
+        made_inside = set()
+
         def slot(tensor):
             i = slot_of.get(id(tensor))
             if i is None:  # made before the call: a parameter or a closed-over constant
+                if id(tensor) in made_inside and self.problem is None:
+                    self.problem = "the function made a Tensor from an array (its values may come from the data)"
                 i = slot_of[id(tensor)] = len(values)
                 values.append(tensor.data)
                 needs_grad.append(tensor.requires_grad)
@@ -73,6 +78,9 @@ class Tape:
             return i
 
         for forward, ctx, parents, out, backward, save in records:
+            if ctx is MADE_FROM_ARRAY:
+                made_inside.add(id(out))
+                continue
             if out is None:
                 self.problem = f"the function read a tensor's values with {ctx}"
                 break
@@ -213,7 +221,7 @@ def _forward_source(tape):
         for j in ins:
             if j not in produced and f"    v{j} = values[{j}]" not in loads:
                 loads.append(f"    v{j} = values[{j}]")
-        body.append(f"    v{out} = f{n}(c{n}, {', '.join(f'v{j}' for j in ins)})")
+        body.append(f"    v{out} = f{n}(c{n}, {', '.join(f'v{j}' for j in ins)})  # {_op_name(kernel)}")
         produced.add(out)
     stores = [f"    values[{j}] = v{j}" for j in sorted((tape.kept | set(tape.output_slots)) & produced)]
     return "\n".join(["def forward(values):"] + loads + body + stores + ["    return values", ""]), names
@@ -266,7 +274,7 @@ def _backward_source(tape):
         lines.append(f"    if g{out} is not None:")
         lines.append(f"        if type(g{out}) is not ndarray: g{out} = _settle(g{out}, S{out}, {passes})")
         result = f"v{out}" if reads_output else "None"
-        lines.append(f"        r = b{n}(g{out}, {result}, c{n}, {', '.join(f'v{a}' for a in arguments)})")
+        lines.append(f"        r = b{n}(g{out}, {result}, c{n}, {', '.join(f'v{a}' for a in arguments)})  # {_op_name(backward)}")
         for k, j in enumerate(routes):
             if j is not None:
                 lines.append(receive(~j if j < 0 else j, f"r[{k}]", "        "))
@@ -295,9 +303,13 @@ def _settle(g, shape, passes_product):
     return g
 
 
-def _op_name(backward):
-    name = getattr(backward, "__name__", "?").lstrip("_")
-    return name[:-len("_backward")] if name.endswith("_backward") else name
+def _op_name(function):
+    """An op's name from its forward or backward function's: ``_mul_backward`` -> "mul"."""
+    name = getattr(function, "__name__", "?").lstrip("_")
+    for suffix in ("_backward", "_forward"):
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
 
 
 def _equal(a, b):

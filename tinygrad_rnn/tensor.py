@@ -42,6 +42,9 @@ class _Recording:
     records = None
 
 
+MADE_FROM_ARRAY = "Tensor(array)"  # the ``ctx`` of a recording's note that a Tensor was constructed
+
+
 def _note_untraceable(what):
     """Tell a recording in progress that Python read a tensor's values (``what``): no replay then."""
     if _Recording.records is not None:
@@ -298,6 +301,8 @@ class Tensor:
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self._node = _leaf_node(self) if requires_grad else None
+        if _Recording.records is not None:  # made from an array inside a recording: its values may come from the data
+            _Recording.records.append((None, MADE_FROM_ARRAY, (), self, None, None))
 
     # ---------------------------------------------------------------- construction by ops
     @classmethod

@@ -80,9 +80,9 @@ class Recurrent(Module):
     steps is one matrix product before the loop. Each step then reads its slice of the
     projection; the slices' gradients all land in one buffer.
 
-    Without ``lengths``, the step is recorded once and replayed for the other steps, the whole
-    loop one node of the graph (``nn.scan``); ``nn.replay(False)`` or a cell's ``replayable =
-    False`` unroll it op by op instead. Both give the same numbers.
+    Without ``lengths``, the step is recorded and replayed from the fourth step on, those steps
+    one node of the graph (``nn.scan``); ``nn.replay(False)`` or a cell's ``replayable = False``
+    unroll it op by op instead. Both give the same numbers.
     """
 
     def __init__(self, cell, batch_first=False, reverse=False):
@@ -122,10 +122,10 @@ class Recurrent(Module):
             x = _reverse_within_lengths(x, lengths)
         inputs = cell.project_input(x) if cell.projects_input else x
         advance = cell.step if cell.projects_input else cell.forward
-        if lengths is None and cell.replayable:
-            replayed = run_replayed(advance, cell.output, inputs, state, self.reverse)
-            if replayed is not None:
-                return replayed
+        if lengths is None:
+            return run_replayed(advance, cell.output, inputs, state, self.reverse,
+                                lambda new_state: check_state(cell, new_state, expected, "forward() returned a state that"),
+                                cell.replayable)
         order = range(steps - 1, -1, -1) if self.reverse and lengths is None else range(steps)
         outputs = [None] * steps
         shortest = steps if lengths is None else lengths.min()

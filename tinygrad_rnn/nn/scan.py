@@ -1,11 +1,11 @@
 """A recurrent loop as one graph node: the cell's step recorded once and replayed for every step.
 
-``Recurrent`` calls ``run_replayed`` first. It records the cell's step at the first two time
-steps (``tape.record``, as ordinary ops on the real arrays) and checks that both recordings ran
-the same ops on the same constants. It then runs the remaining steps from the recording: each
-op's forward kernel on arrays, with no Tensor, node or heap per op. The whole loop becomes a
-single node of the graph, whose backward replays the recorded backward program from the last
-step to the first, carrying the state's gradient from step to step. Weights used at every step
+``Recurrent`` runs its loop through ``run_replayed``. The first three steps run as ordinary ops;
+the second and third are also recorded (``tape.record``), and if both recordings ran the same
+ops on the same constants, the remaining steps run from the recording: each op's forward kernel
+on arrays, with no Tensor, node or heap per op. Those steps become a single node of the graph,
+whose backward replays the recorded backward program from the last step to the first, carrying
+the state's gradient from step to step. Weights used at every step
 collect every step's gradient before the walk goes on (``ProductGrad``: one product over all
 steps, not one per step).
 
@@ -17,6 +17,7 @@ projects it), the state a Tensor or a tuple of Tensors, the output (N, H') per s
 """
 import numpy as np
 
+from ..ops import concat, stack
 from ..tape import record
 from ..tensor import Tensor, _GradMode
 
@@ -51,103 +52,124 @@ class replay:
         return wrapper
 
 
-def run_replayed(advance, output, inputs, state, reverse):
-    """The loop h_t = advance(x_t, h_{t-1}), y_t = output(h_t), replayed: -> (outputs (T, N, H'), final state).
+def run_replayed(advance, output, inputs, state, reverse, check_first_state, replayable=True):
+    """The loop h_t = advance(x_t, h_{t-1}), y_t = output(h_t): -> (outputs (T, N, H'), final state).
 
     ``inputs`` (T, N, ...) Tensor, ``state`` a Tensor or tuple of Tensors; ``reverse`` runs t from
-    T-1 down to 0 (outputs stay aligned with the inputs). Returns None when the step cannot be
-    replayed (fewer than two steps, an op without a kernel, values read in Python, constants that
-    differ between steps, a state that changes shape or dtype): the caller then runs it op by op.
+    T-1 down to 0 (outputs stay aligned with the inputs); ``check_first_state(new_state)`` raises
+    if the first step returned a malformed state. With ``replayable`` False (or under
+    ``replay(False)``) every step runs op by op.
+
+    The first three steps run op by op, as ordinary graph ops; the second and third are also
+    recorded. If both recordings ran the same ops on the same constants, the remaining steps are
+    replayed from the third as one graph node. Otherwise (an op without a kernel, values read in
+    Python, a constant made inside the step, constants that differ between steps) the loop simply
+    goes on op by op, so every step runs exactly once either way.
     """
-    steps = inputs.shape[0]
-    if steps < 2 or not replay.enabled:
-        return None
-    order = range(steps - 1, -1, -1) if reverse else range(steps)
+    order = list(range(inputs.shape[0] - 1, -1, -1) if reverse else range(inputs.shape[0]))
     tuple_state = not isinstance(state, Tensor)
-    parts = list(state) if tuple_state else [state]
-    if not all(isinstance(p, Tensor) and p.dtype.kind == "f" for p in parts):
-        return None
 
     def step(x, *parts):
         new_state = advance(x, tuple(parts) if tuple_state else parts[0])
-        new_parts = list(new_state) if isinstance(new_state, (tuple, list)) else [new_state]
-        return (*new_parts, output(new_state))
+        return (*_parts(new_state), output(new_state))
 
-    first = _record_step(step, inputs, order[0], [p.data for p in parts], parts)
-    if first is None:
-        return None
-    second = _record_step(step, inputs, order[1], [first.values[i] for i in first.output_slots[:-1]], parts)
-    if second is None or not second.same_as(first):
-        return None
-    loop = _Loop(first, inputs, order)
-    needs_graph = _GradMode.enabled and (inputs.requires_grad or any(p.requires_grad for p in parts)
-                                         or any(t.requires_grad for _, t in first.externals))
-    pack = loop.run(second, keep=needs_graph)
+    outputs, recordings = {}, []
+    for k, t in enumerate(order):
+        x = inputs[t]
+        if k in (1, 2) and replayable and replay.enabled and (k == 1 or recordings):
+            tape, results = record(step, [x, *_parts(state)])
+            new_state, outputs[t] = _state_of(results[:-1], tuple_state), results[-1]
+            if _replayable(tape, results, state):
+                recordings.append(tape)
+        else:
+            new_state = advance(x, state)
+            outputs[t] = output(new_state)
+        if k == 0:
+            check_first_state(new_state)
+        state = new_state
+        if k == 2 and len(recordings) == 2 and len(order) > 3 and recordings[1].same_as(recordings[0]):
+            rest = order[3:]
+            replayed, state = _replay(recordings[1], inputs, rest, state, tuple_state)
+            ran = [outputs[t] for t in order[:3]]
+            ran = stack(ran[::-1] if reverse else ran)
+            return (concat([replayed, ran]) if reverse else concat([ran, replayed])), state
+    return stack([outputs[t] for t in range(len(order))]), state
+
+
+def _parts(state):
+    return list(state) if isinstance(state, (tuple, list)) else [state]
+
+
+def _state_of(parts, tuple_state):
+    return tuple(parts) if tuple_state else parts[0]
+
+
+def _replayable(tape, results, state):
+    """Whether a recorded step can be replayed: no problem, and a state of unchanged shapes and dtypes."""
+    if tape.problem is not None:
+        return False
+    old = _parts(state)
+    if len(results) != len(old) + 1 or not all(isinstance(r, Tensor) for r in results):
+        return False
+    return all(new.shape == o.shape and new.dtype == o.dtype for new, o in zip(results, old)) \
+        and results[-1].dtype == old[0].dtype and all(o.dtype.kind == "f" for o in old)
+
+
+def _replay(tape, inputs, rest, state, tuple_state):
+    """Steps ``rest`` (consecutive times, in running order) replayed from ``tape``, one graph node:
+    -> (their outputs (len(rest), N, H') in time order, the final state)."""
+    low, high = min(rest), max(rest) + 1
+    xs = inputs[low:high]  # the steps' inputs, in time order
+    parts = _parts(state)
+    loop = _Loop(tape, xs, [t - low for t in rest])
+    needs_graph = _GradMode.enabled and (xs.requires_grad or any(p.requires_grad for p in parts)
+                                         or any(t.requires_grad for _, t in tape.externals))
+    pack = loop.run([p.data for p in parts], keep=needs_graph)
     if needs_graph:
-        learned = [t for _, t in first.externals if t.requires_grad]
-        loop.learned_slots = [i for i, t in first.externals if t.requires_grad]
+        learned = [t for _, t in tape.externals if t.requires_grad]
+        loop.learned_slots = [i for i, t in tape.externals if t.requires_grad]
         loop.parts_need_grad = [p.requires_grad for p in parts]
-        loop.inputs_need_grad = inputs.requires_grad
-        result = Tensor._result(pack, (inputs, *parts, *learned), _recurrent_loop_backward, loop, (False, ()))
+        loop.inputs_need_grad = xs.requires_grad
+        result = Tensor._result(pack, (xs, *parts, *learned), _recurrent_loop_backward, loop, (False, ()))
     else:
         result = Tensor(pack)
     outputs = result[:loop.outputs_size].reshape(loop.outputs_shape)
     finals = [result[start:end].reshape(shape) for start, end, shape in loop.final_layout]
-    return outputs, (tuple(finals) if tuple_state else finals[0])
-
-
-def _record_step(step, inputs, t, state_arrays, parts):
-    """Record ``step`` on x_t and the given state: a Tape (with ``state_slots``), or None if unusable."""
-    x = Tensor(inputs.data[t], requires_grad=inputs.requires_grad)
-    placeholders = [Tensor(a, requires_grad=True) for a in state_arrays]
-    tape, outputs = record(step, [x, *placeholders])
-    if tape.problem is not None or len(outputs) != len(parts) + 1:
-        return None
-    for new, old in zip(outputs, parts):
-        if not isinstance(new, Tensor) or new.shape != old.shape or new.dtype != old.dtype:
-            return None  # the op-by-op loop reports the mismatch
-    if not isinstance(outputs[-1], Tensor) or outputs[-1].dtype != parts[0].dtype:
-        return None
-    return tape
+    return outputs, _state_of(finals, tuple_state)
 
 
 class _Loop:
     """The replayed loop's arrays: the packed result and, for backward, every step's kept values.
 
-    The node's output is one flat array: the outputs of all steps (T, N, H'), then each final
-    state part; ``outputs`` and the final state are views of it, so one node serves them all.
+    The node's output is one flat array: the outputs of all its steps (T', N, H'), then each final
+    state part; the outputs and the final state are views of it, so one node serves them all.
     """
 
-    def __init__(self, tape, inputs, order):
+    def __init__(self, tape, xs, order):
         self.tape, self.order = tape, order
-        self.inputs_shape, self.inputs_dtype = inputs.shape, inputs.dtype
-        self.inputs_data = inputs.data
-        out_shape = tape.values[tape.output_slots[-1]].shape
-        self.outputs_shape = (inputs.shape[0],) + out_shape
+        self.inputs_shape, self.inputs_dtype, self.inputs_data = xs.shape, xs.dtype, xs.data
+        self.out_slot, self.state_slots = tape.output_slots[-1], tape.output_slots[:-1]
+        out_shape = tape.shapes[self.out_slot]
+        self.outputs_shape = (xs.shape[0],) + out_shape
         self.outputs_size = int(np.prod(self.outputs_shape))
         self.final_layout, start = [], self.outputs_size
-        self.out_slot, self.state_slots = tape.output_slots[-1], tape.output_slots[:-1]
         for i in self.state_slots:
-            shape = tape.values[i].shape
+            shape = tape.shapes[i]
             end = start + int(np.prod(shape))
             self.final_layout.append((start, end, shape))
             start = end
         self.size = start
         self.stored = None
 
-    def run(self, second, keep):
-        """Every step forward (the first two from their recordings): -> the packed result."""
+    def run(self, state, keep):
+        """Every step forward from the state arrays: -> the packed result."""
         tape = self.tape
-        pack = np.empty(self.size, dtype=tape.values[tape.output_slots[-1]].dtype)
+        pack = np.empty(self.size, dtype=tape.values[self.out_slot].dtype)
         outputs = pack[:self.outputs_size].reshape(self.outputs_shape)
         out_slot, state_slots = self.out_slot, self.state_slots
         stored = [None] * len(self.order) if keep else None
-        state = None
-        for k, t in enumerate(self.order):
-            if k < 2:  # recorded: copies, the tapes keep theirs
-                values = (tape if k == 0 else second).values.copy()
-            else:
-                values = tape.forward([self.inputs_data[t], *state])
+        for t in self.order:
+            values = tape.forward([self.inputs_data[t], *state])
             outputs[t] = values[out_slot]
             state = [values[i] for i in state_slots]
             if keep:

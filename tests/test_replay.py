@@ -1,0 +1,398 @@
+"""Recurrent layers replayed from a recording of one step (nn.scan) against the op-by-op loop.
+
+The independent computation is the same layer unrolled op by op (``with nn.replay(False):``, a
+graph node per op and step), a loop written here with ``cell(x_t, state)``, per-row runs, or
+finite differences. Every comparison also checks which path ran: a replayed layer's graph holds
+one "recurrent_loop" node per layer and direction (when T >= 4: three steps run op by op first), a fallback none, so no test can
+pass by silently unrolling.
+
+Shapes: T steps, N batch, D input size, H hidden size, L layers, K directions; float64 unless a
+test says otherwise, gradients of L = sum(output * G) + sum(h_n * G_h) (+ sum(c_n * G_c)).
+"""
+import functools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import tinygrad_rnn as tr
+import tinygrad_rnn.nn as nn
+import tinygrad_rnn.nn.scan as scan_module
+from tinygrad_rnn.random import manual_seed
+from tinygrad_rnn.viz import graph_counts
+from test_custom_cells import MGUCell, PeepholeLSTMCell
+
+TOLERANCE = 1e-12
+seeds = st.integers(0, 2**32 - 1)
+
+# name -> (layer class, number of state parts)
+KINDS = {
+    "rnn_tanh": (functools.partial(nn.RNN, nonlinearity="tanh"), 1),
+    "rnn_relu": (functools.partial(nn.RNN, nonlinearity="relu"), 1),
+    "lstm": (nn.LSTM, 2),
+    "gru": (nn.GRU, 1),
+}
+CUSTOM = {"peephole": PeepholeLSTMCell, "mgu": MGUCell}
+
+
+def parts(state):
+    return tuple(state) if isinstance(state, (tuple, list)) else (state,)
+
+
+def as_state(pieces):
+    return pieces[0] if len(pieces) == 1 else tuple(pieces)
+
+
+def leaf(array):
+    return tr.Tensor(np.array(array), requires_grad=True)
+
+
+def run_with_gradients(module, x, state, rng_seed):
+    """module(x, state) on fresh leaves: -> (output, final parts, gradients, recurrent_loop nodes).
+
+    ``state`` is a list of state-part arrays (empty: the default state). The gradients of
+    L = sum(output * G) + sum_i sum(final_i * G_i), G drawn from ``rng_seed``, w.r.t. every
+    parameter, x and each given state part, in that order.
+    """
+    rng = np.random.default_rng(rng_seed)
+    x = leaf(x)
+    given_state = [leaf(s) for s in state]
+    output, final = module(x, as_state(given_state) if given_state else None)
+    finals = parts(final)
+    loss = (output * rng.standard_normal(output.shape)).sum()
+    for part in finals:
+        loss = loss + (part * rng.standard_normal(part.shape)).sum()
+    grads = tr.grad(loss, module.parameters() + [x] + given_state)
+    return output.data, [f.data for f in finals], [g.data for g in grads], graph_counts(loss, module).ops["recurrent_loop"]
+
+
+def replayed_and_unrolled(module, x, state, rng_seed=0):
+    replayed = run_with_gradients(module, x, state, rng_seed)
+    with nn.replay(False):
+        unrolled = run_with_gradients(module, x, state, rng_seed)
+    assert unrolled[3] == 0, "replay(False) still replayed"
+    return replayed, unrolled
+
+
+def assert_close(ours, expected, what):
+    assert len(ours) == len(expected), what
+    for k, (a, b) in enumerate(zip(ours, expected)):
+        assert a.shape == b.shape, f"{what} {k}: shape {a.shape}, expected {b.shape}"
+        np.testing.assert_allclose(a, b, rtol=TOLERANCE, atol=TOLERANCE, err_msg=f"{what} {k}")
+
+
+def assert_same_results(replayed, unrolled):
+    assert_close([replayed[0]], [unrolled[0]], "output")
+    assert_close(replayed[1], unrolled[1], "final state part")
+    assert_close(replayed[2], unrolled[2], "gradient (parameters, then x, then the given state)")
+
+
+# ============================================================================ the built-in layers
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(sorted(KINDS)), steps=st.integers(1, 7), batch=st.integers(1, 3),
+       input_size=st.integers(1, 4), hidden_size=st.integers(1, 4), num_layers=st.integers(1, 2),
+       bidirectional=st.booleans(), batch_first=st.booleans(), given_hx=st.booleans(), seed=seeds)
+def test_layers_replayed_equal_op_by_op(kind, steps, batch, input_size, hidden_size, num_layers, bidirectional,
+                                        batch_first, given_hx, seed):
+    layer, state_parts = KINDS[kind]
+    manual_seed(seed)
+    module = layer(input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+                   batch_first=batch_first, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, steps, input_size) if batch_first else (steps, batch, input_size))
+    cells = num_layers * (2 if bidirectional else 1)
+    hx = [rng.standard_normal((cells, batch, hidden_size)) for _ in range(state_parts)] if given_hx else []
+    replayed, unrolled = replayed_and_unrolled(module, x, hx, seed)
+    assert replayed[3] == (cells if steps >= 4 else 0)
+    assert_same_results(replayed, unrolled)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_float32_replay_is_bitwise_the_op_by_op_forward(kind):
+    layer, _ = KINDS[kind]
+    manual_seed(3)
+    module = layer(3, 5, num_layers=2, bidirectional=True, dtype=np.float32)
+    x = np.random.default_rng(4).standard_normal((7, 2, 3)).astype(np.float32)
+    output, final = module(tr.Tensor(x, requires_grad=True))
+    assert graph_counts(output.sum(), module).ops["recurrent_loop"] == 4
+    with nn.replay(False):
+        expected, expected_final = module(tr.Tensor(x, requires_grad=True))
+    assert output.dtype == np.float32 and np.array_equal(output.data, expected.data)
+    for ours, theirs in zip(parts(final), parts(expected_final)):
+        assert ours.dtype == np.float32 and np.array_equal(ours.data, theirs.data)
+
+
+# ============================================================================ cells written by users
+@settings(max_examples=20, deadline=None)
+@given(name=st.sampled_from(sorted(CUSTOM)), steps=st.integers(1, 7), batch=st.integers(1, 3),
+       reverse=st.booleans(), given_state=st.booleans(), seed=seeds)
+def test_custom_cells_replay_and_equal_op_by_op(name, steps, batch, reverse, given_state, seed):
+    manual_seed(seed)
+    cell = CUSTOM[name](3, 2)
+    module = nn.Recurrent(cell, reverse=reverse)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((steps, batch, 3))
+    state = [rng.standard_normal(p.shape) for p in parts(cell.init_state(batch))] if given_state else []
+    replayed, unrolled = replayed_and_unrolled(module, x, state, seed)
+    assert replayed[3] == (1 if steps >= 4 else 0)
+    assert_same_results(replayed, unrolled)
+
+
+@pytest.mark.parametrize("name", sorted(CUSTOM))
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_replayed_custom_cells_pass_gradcheck(name, reverse):
+    manual_seed(5)
+    cell = CUSTOM[name](2, 2)
+    module = nn.Recurrent(cell, reverse=reverse)
+    rng = np.random.default_rng(6)
+    x = leaf(rng.standard_normal((5, 2, 2)))
+    state = tuple(leaf(rng.standard_normal(p.shape)) for p in parts(cell.init_state(2)))
+
+    def unrolled(x, *rest):
+        outputs, final = module(x, as_state(rest[:len(state)]))
+        return (outputs,) + parts(final)
+
+    assert graph_counts(unrolled(x, *state)[0].sum(), module).ops["recurrent_loop"] == 1
+    assert tr.gradcheck(unrolled, (x,) + state + tuple(module.parameters()))
+
+
+# ============================================================================ steps that cannot be replayed
+class TanhCell(nn.Cell):
+    """h' = tanh(x W^T + h U^T); W (H, D), U (H, H); x (N, D), h (N, H)."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        rng = np.random.default_rng(7)
+        self.W = nn.Parameter(rng.uniform(-0.8, 0.8, (hidden_size, input_size)))
+        self.U = nn.Parameter(rng.uniform(-0.8, 0.8, (hidden_size, hidden_size)))
+
+    def forward(self, x, h):
+        return (x @ self.W.T + h @ self.U.T).tanh()
+
+
+class DropoutStepCell(TanhCell):
+    """h' = tanh(x W^T + (h * m / 0.5) U^T), m a fresh Bernoulli(1/2) mask drawn with NumPy every step."""
+
+    def __init__(self, input_size, hidden_size, seed):
+        super().__init__(input_size, hidden_size)
+        self.rng = np.random.default_rng(seed)
+
+    def forward(self, x, h):
+        keep = self.rng.random(h.shape) < 0.5
+        return (x @ self.W.T + (h * tr.Tensor(keep / 0.5)) @ self.U.T).tanh()
+
+
+class CheckedCell(TanhCell):
+    """TanhCell's step, checking with .item() that the state stays finite (no value is used)."""
+
+    def forward(self, x, h):
+        if not np.isfinite(h.abs().sum().item()):
+            raise FloatingPointError("the state diverged")
+        return super().forward(x, h)
+
+
+class CountingCell(TanhCell):
+    """h' = tanh(x W^T + h U^T) / k at the k-th call: a Python counter used as a constant."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__(input_size, hidden_size)
+        self.calls = 0
+
+    def forward(self, x, h):
+        self.calls += 1
+        return super().forward(x, h) * (1.0 / self.calls)
+
+
+class OptedOutCell(TanhCell):
+    replayable = False
+
+
+class SignGatedCell(TanhCell):
+    """h' = tanh(x W^T + h U^T) * [x_0 > 0] (row-wise): the gate is a constant computed from x.data."""
+
+    def forward(self, x, h):
+        return super().forward(x, h) * tr.Tensor((x.data[:, :1] > 0).astype(np.float64))
+
+
+FALLBACKS = {
+    "dropout": lambda: DropoutStepCell(3, 4, seed=8),
+    "item": lambda: CheckedCell(3, 4),
+    "counter": lambda: CountingCell(3, 4),
+    "replayable False": lambda: OptedOutCell(3, 4),
+}
+SEQUENCE = np.random.default_rng(9).standard_normal((5, 3, 3))
+
+
+@pytest.mark.parametrize("name", sorted(FALLBACKS))
+def test_steps_that_cannot_be_replayed_run_op_by_op(name):
+    module = nn.Recurrent(FALLBACKS[name]())
+    assert run_with_gradients(module, SEQUENCE, [], 0)[3] == 0
+    assert run_with_gradients(nn.Recurrent(TanhCell(3, 4)), SEQUENCE, [], 0)[3] == 1  # the same step, replayable
+
+
+@pytest.mark.parametrize("name", ["item", "replayable False"])
+def test_fallbacks_without_side_effects_equal_the_replayed_plain_cell(name):
+    """Same function as TanhCell with the same weights: the op-by-op fallback against TanhCell replayed."""
+    fallback = run_with_gradients(nn.Recurrent(FALLBACKS[name]()), SEQUENCE, [np.full((3, 4), 0.5)], 1)
+    replayed = run_with_gradients(nn.Recurrent(TanhCell(3, 4)), SEQUENCE, [np.full((3, 4), 0.5)], 1)
+    assert fallback[3] == 0 and replayed[3] == 1
+    assert_same_results(fallback, replayed)
+
+
+@pytest.mark.parametrize("name", ["dropout", "counter"])
+def test_fallbacks_with_side_effects_equal_op_by_op_with_the_same_seeds(name):
+    fallback = run_with_gradients(nn.Recurrent(FALLBACKS[name]()), SEQUENCE, [], 2)
+    with nn.replay(False):
+        unrolled = run_with_gradients(nn.Recurrent(FALLBACKS[name]()), SEQUENCE, [], 2)  # fresh seed / counter
+    assert fallback[3] == 0
+    assert_same_results(fallback, unrolled)
+
+
+@pytest.mark.parametrize("signs", [
+    pytest.param((1, -1, 1, 1, 1), id="differs at the first two steps"),
+    pytest.param((1, 1, 1, 1, -1), id="differs later"),
+])
+def test_a_constant_computed_from_the_data_is_never_replayed_wrongly(signs):
+    """SignGatedCell with the sign of x[t, :, 0] per step: the gate per step is [sign > 0]."""
+    x = SEQUENCE.copy()
+    x[:, :, 0] = np.array(signs, dtype=np.float64)[:, None]
+    replayed, unrolled = replayed_and_unrolled(nn.Recurrent(SignGatedCell(3, 4)), x, [])
+    assert_same_results(replayed, unrolled)
+    assert replayed[3] == 0
+
+
+# ============================================================================ lengths, reverse, no_grad
+def test_with_lengths_the_loop_runs_op_by_op_and_equals_each_row_run_alone():
+    """A 2-layer bidirectional LSTM with lengths, against each row run alone (replayed) over its own length."""
+    manual_seed(10)
+    module = nn.LSTM(2, 3, num_layers=2, bidirectional=True, dtype=np.float64)
+    rng = np.random.default_rng(11)
+    lengths = np.array([5, 2, 4])
+    x = rng.standard_normal((5, 3, 2))
+    g_output, g_h, g_c = rng.standard_normal((5, 3, 6)), rng.standard_normal((4, 3, 3)), rng.standard_normal((4, 3, 3))
+
+    xt = leaf(x)
+    output, (h, c) = module(xt, lengths=lengths)
+    loss = (output * g_output).sum() + (h * g_h).sum() + (c * g_c).sum()
+    assert graph_counts(loss, module).ops["recurrent_loop"] == 0
+    grads = tr.grad(loss, module.parameters() + [xt])
+
+    expected_grads = [np.zeros(p.shape) for p in module.parameters()] + [np.zeros(x.shape)]
+    for n, length in enumerate(lengths):
+        row = leaf(x[:length, n:n + 1])
+        row_output, (row_h, row_c) = module(row)
+        row_loss = ((row_output * g_output[:length, n:n + 1]).sum() + (row_h * g_h[:, n:n + 1]).sum()
+                    + (row_c * g_c[:, n:n + 1]).sum())
+        assert graph_counts(row_loss, module).ops["recurrent_loop"] == (4 if length >= 4 else 0)
+        assert_close([output.data[:length, n], h.data[:, n], c.data[:, n]],
+                     [row_output.data[:, 0], row_h.data[:, 0], row_c.data[:, 0]], f"row {n}")
+        assert np.all(output.data[length:, n] == 0)
+        *param_grads, row_grad = tr.grad(row_loss, module.parameters() + [row])
+        for total, g in zip(expected_grads, param_grads):
+            total += g.data
+        expected_grads[-1][:length, n:n + 1] = row_grad.data
+    assert_close([g.data for g in grads], expected_grads, "gradient (parameters, then x)")
+
+    full = run_with_gradients(module, x, [], 12)  # lengths all T are no lengths: replayed
+    assert full[3] == 4
+
+
+def test_a_reverse_recurrent_replays_and_equals_a_loop_from_the_last_step():
+    manual_seed(13)
+    cell = nn.LSTMCell(3, 4, dtype=np.float64)
+    module = nn.Recurrent(cell, reverse=True)
+    x = np.random.default_rng(14).standard_normal((6, 2, 3))
+    replayed, unrolled = replayed_and_unrolled(module, x, [])
+    assert replayed[3] == 1
+    assert_same_results(replayed, unrolled)
+    state, outputs = None, [None] * 6
+    for t in range(5, -1, -1):
+        state = cell(tr.Tensor(x[t]), state)
+        outputs[t] = state[0].data
+    assert_close([replayed[0], *replayed[1]], [np.stack(outputs), *(p.data for p in state)], "reverse loop")
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_under_no_grad_the_replayed_forward_equals_op_by_op_and_builds_no_graph(kind, monkeypatch):
+    replays = []
+
+    original = scan_module._replay
+
+    def spy(*args):
+        replays.append(len(args[2]))  # how many steps were replayed
+        return original(*args)
+
+    monkeypatch.setattr(scan_module, "_replay", spy)
+    manual_seed(15)
+    module = KINDS[kind][0](2, 3, num_layers=2, dtype=np.float64)
+    x = tr.Tensor(np.random.default_rng(16).standard_normal((6, 2, 2)), requires_grad=True)
+    with tr.no_grad():
+        output, final = module(x)
+        with nn.replay(False):
+            expected, expected_final = module(x)
+    assert replays == [3, 3]  # both layers, steps 3..5; none under replay(False)
+    assert_close([output.data, *(p.data for p in parts(final))],
+                 [expected.data, *(p.data for p in parts(expected_final))], "no_grad forward")
+    for t in (output, *parts(final)):
+        assert not t.requires_grad and t._node is None
+
+
+# ============================================================================ create_graph, the switch
+def test_create_graph_through_a_replayed_lstm_asks_for_replay_false():
+    manual_seed(17)
+    module = nn.LSTM(2, 3, dtype=np.float64)
+    x_array = np.random.default_rng(18).standard_normal((4, 2, 2))
+    x = leaf(x_array)
+    output, _ = module(x)
+    with pytest.raises(RuntimeError, match=r"replay\(False\)"):
+        (output * output).sum().backward(create_graph=True)
+    first_order = tr.grad((output * output).sum(), [x])[0].data
+
+    with nn.replay(False):
+        x = leaf(x_array)
+        output, _ = module(x)
+        (output * output).sum().backward(create_graph=True)
+    assert isinstance(x.grad, tr.Tensor) and x.grad.requires_grad
+    assert_close([x.grad.data], [first_order], "first-order gradient with create_graph")
+    (x.grad * x.grad).sum().backward()  # and the gradient can itself be differentiated
+
+
+def loop_nodes(module, x):
+    output, _ = module(tr.Tensor(x, requires_grad=True))
+    return graph_counts(output.sum(), module).ops["recurrent_loop"]
+
+
+def test_replay_restores_the_previous_setting_after_an_exception_and_when_nested():
+    manual_seed(19)
+    module = nn.GRU(2, 2, dtype=np.float64)
+    x = np.ones((5, 1, 2))
+    with pytest.raises(KeyError):
+        with nn.replay(False):
+            assert loop_nodes(module, x) == 0
+            raise KeyError("inside")
+    assert loop_nodes(module, x) == 1
+    with nn.replay(False):
+        with nn.replay(True):
+            assert loop_nodes(module, x) == 1
+        assert loop_nodes(module, x) == 0
+    assert loop_nodes(module, x) == 1
+
+
+def test_replay_works_as_a_decorator():
+    manual_seed(20)
+    module = nn.RNN(2, 2, dtype=np.float64)
+    x = np.ones((5, 1, 2))
+
+    @nn.replay(False)
+    def unrolled_loop_nodes(fail=False):
+        """Counts the loop nodes op by op."""
+        if fail:
+            raise ValueError("inside")
+        return loop_nodes(module, x)
+
+    assert unrolled_loop_nodes() == 0
+    assert unrolled_loop_nodes.__name__ == "unrolled_loop_nodes"
+    with pytest.raises(ValueError):
+        unrolled_loop_nodes(fail=True)
+    assert loop_nodes(module, x) == 1
