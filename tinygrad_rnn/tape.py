@@ -167,6 +167,10 @@ class Tape:
             self._forward = _compiled(*_forward_source(self), "forward")
         return self._forward(values)
 
+    def release(self):
+        """Let go of this recording's own arrays (its inputs and every op's output): replay needs none."""
+        self.values = None
+
     def forget_unread(self, values):
         """Drop from ``values`` the per-call arrays no backward reads (so they can be freed)."""
         for i in self.dropped:

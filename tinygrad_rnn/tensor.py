@@ -119,6 +119,17 @@ class IndexGrad:
             np.add.at(buffer, self.index, self.g)
 
 
+class FreshGrad:
+    """A gradient array that a backward allocated for this one input: the walk may own it, adding
+    further contributions into it in place instead of into a copy (a recurrent loop's gradient for
+    its whole input sequence, to which the steps run op by op add their slices)."""
+
+    __slots__ = ("g",)
+
+    def __init__(self, g):
+        self.g = g
+
+
 class ProductGrad:
     """The gradient ``sum_i lefts[i]^T @ rights[i]`` of a matmul's right operand, not multiplied out yet.
 
@@ -535,8 +546,8 @@ def _walk(roots, root_grads, create_graph, inputs):
 def _accumulate(grads, owned, key, shape, pg, create_graph=False):
     """Add the contribution ``pg`` to ``grads[key]`` (a gradient of ``shape``); True if it is the first.
 
-    ``pg`` may be an ndarray (or a Tensor with ``create_graph``), an ``IndexGrad`` or a
-    ``ProductGrad``. Arrays in ``owned`` were allocated here and are added into in place; any other
+    ``pg`` may be an ndarray (or a Tensor with ``create_graph``), an ``IndexGrad``, a ``FreshGrad``
+    or a ``ProductGrad``. Arrays in ``owned`` were allocated here and are added into in place; any other
     array may be shared, so it is never written to.
     """
     current = grads.get(key)
@@ -546,9 +557,14 @@ def _accumulate(grads, owned, key, shape, pg, create_graph=False):
             pg.add_into(buffer)
             grads[key] = buffer
             owned.add(key)
+        elif type(pg) is FreshGrad:
+            grads[key] = pg.g
+            owned.add(key)
         else:
             grads[key] = pg
         return True
+    if type(pg) is FreshGrad:
+        pg = pg.g
     if create_graph:
         grads[key] = current + pg
         return False

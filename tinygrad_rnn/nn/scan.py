@@ -19,7 +19,7 @@ import numpy as np
 
 from ..ops import concat, stack
 from ..tape import record
-from ..tensor import Tensor, _GradMode
+from ..tensor import FreshGrad, Tensor, _GradMode
 
 __all__ = ["replay", "run_replayed"]
 
@@ -118,19 +118,18 @@ def _replayable(tape, results, state):
 def _replay(tape, inputs, rest, state, tuple_state):
     """Steps ``rest`` (consecutive times, in running order) replayed from ``tape``, one graph node:
     -> (their outputs (len(rest), N, H') in time order, the final state)."""
-    low, high = min(rest), max(rest) + 1
-    xs = inputs[low:high]  # the steps' inputs, in time order
     parts = _parts(state)
-    loop = _Loop(tape, xs, [t - low for t in rest])
-    needs_graph = _GradMode.enabled and (xs.requires_grad or any(p.requires_grad for p in parts)
+    tape.release()  # its step's arrays (a view of the inputs among them) are not needed any more
+    loop = _Loop(tape, inputs, rest)
+    needs_graph = _GradMode.enabled and (inputs.requires_grad or any(p.requires_grad for p in parts)
                                          or any(t.requires_grad for _, t in tape.externals))
     pack = loop.run([p.data for p in parts], keep=needs_graph)
     if needs_graph:
         learned = [t for _, t in tape.externals if t.requires_grad]
         loop.learned_slots = [i for i, t in tape.externals if t.requires_grad]
         loop.parts_need_grad = [p.requires_grad for p in parts]
-        loop.inputs_need_grad = xs.requires_grad
-        result = Tensor._result(pack, (xs, *parts, *learned), _recurrent_loop_backward, loop, (False, ()))
+        loop.inputs_need_grad = inputs.requires_grad
+        result = Tensor._result(pack, (inputs, *parts, *learned), _recurrent_loop_backward, loop, (False, ()))
     else:
         result = Tensor(pack)
     outputs = result[:loop.outputs_size].reshape(loop.outputs_shape)
@@ -145,12 +144,12 @@ class _Loop:
     state part; the outputs and the final state are views of it, so one node serves them all.
     """
 
-    def __init__(self, tape, xs, order):
-        self.tape, self.order = tape, order
-        self.inputs_shape, self.inputs_dtype, self.inputs_data = xs.shape, xs.dtype, xs.data
+    def __init__(self, tape, inputs, order):
+        self.tape, self.order, self.first = tape, order, min(order)  # the steps run, as times t of the inputs
+        self.inputs_shape, self.inputs_dtype, self.inputs_data = inputs.shape, inputs.dtype, inputs.data
         self.out_slot, self.state_slots = tape.output_slots[-1], tape.output_slots[:-1]
         out_shape = tape.shapes[self.out_slot]
-        self.outputs_shape = (xs.shape[0],) + out_shape
+        self.outputs_shape = (len(order),) + out_shape
         self.outputs_size = int(np.prod(self.outputs_shape))
         self.final_layout, start = [], self.outputs_size
         for i in self.state_slots:
@@ -164,20 +163,20 @@ class _Loop:
     def run(self, state, keep):
         """Every step forward from the state arrays: -> the packed result."""
         tape = self.tape
-        pack = np.empty(self.size, dtype=tape.values[self.out_slot].dtype)
+        pack = np.empty(self.size, dtype=state[0].dtype)
         outputs = pack[:self.outputs_size].reshape(self.outputs_shape)
         out_slot, state_slots = self.out_slot, self.state_slots
         stored = [None] * len(self.order) if keep else None
         for t in self.order:
             values = tape.forward([self.inputs_data[t], *state])
-            outputs[t] = values[out_slot]
+            outputs[t - self.first] = values[out_slot]
             state = [values[i] for i in state_slots]
             if keep:
                 tape.forget_unread(values)
-                stored[t] = values
+                stored[t - self.first] = values
         for (start, end, shape), array in zip(self.final_layout, state):
             pack[start:end] = array.reshape(-1)
-        self.stored = stored
+        self.stored, self.inputs_data = stored, None  # backward never reads the inputs: let them go
         return pack
 
 
@@ -189,12 +188,13 @@ def _recurrent_loop_backward(g, out, loop, inputs, *rest):
     tape, out_slot, state_slots = loop.tape, loop.out_slot, loop.state_slots
     g_outputs = g[:loop.outputs_size].reshape(loop.outputs_shape)
     carried = [g[start:end].reshape(shape) for start, end, shape in loop.final_layout]
+    # the whole input's gradient, these steps' rows filled: the steps run op by op add theirs in place
     g_inputs = np.zeros(loop.inputs_shape, dtype=loop.inputs_dtype) if loop.inputs_need_grad else None
     learned, learned_owned = {}, set()
     for t in reversed(loop.order):
-        grads = tape.backward(loop.stored[t], [*carried, g_outputs[t]], learned, learned_owned)
+        grads = tape.backward(loop.stored[t - loop.first], [*carried, g_outputs[t - loop.first]], learned, learned_owned)
         if g_inputs is not None and grads[0] is not None:
             g_inputs[t] = grads[0]
         carried = grads[1:]
     g_parts = [c if needed else None for c, needed in zip(carried, loop.parts_need_grad)]
-    return (g_inputs, *g_parts, *[learned.get(i) for i in loop.learned_slots])
+    return (None if g_inputs is None else FreshGrad(g_inputs), *g_parts, *[learned.get(i) for i in loop.learned_slots])
