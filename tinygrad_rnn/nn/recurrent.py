@@ -126,12 +126,12 @@ class Recurrent(Module):
             return run_replayed(advance, cell.output, inputs, state, self.reverse,
                                 lambda new_state: check_state(cell, new_state, expected, "forward() returned a state that"),
                                 cell.replayable)
-        order = range(steps - 1, -1, -1) if self.reverse and lengths is None else range(steps)
+        # with lengths: reversal was done on x within each row's length, so time runs forward here
         outputs = [None] * steps
-        shortest = steps if lengths is None else lengths.min()
-        for t in order:
+        shortest = lengths.min()
+        for t in range(steps):
             new_state = advance(inputs[t], state)
-            if t == order[0]:
+            if t == 0:
                 check_state(cell, new_state, expected, "forward() returned a state that")
             if t >= shortest:  # some sequences have ended: they keep their state and output zeros
                 active = (t < lengths)[:, None]
@@ -141,7 +141,7 @@ class Recurrent(Module):
                 state = new_state
                 outputs[t] = cell.output(state)
         outputs = stack(outputs)
-        if self.reverse and lengths is not None:
+        if self.reverse:
             outputs = _reverse_within_lengths(outputs, lengths)
         return outputs, state
 
