@@ -92,6 +92,15 @@ def _expand(g, shape):
     return np.broadcast_to(g, shape)
 
 
+def op_name_of(function):
+    """An op's name from its forward or backward function's: ``_mul_backward`` -> "mul"."""
+    name = getattr(function, "__name__", "?").lstrip("_")
+    for suffix in ("_backward", "_forward"):
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
 def _log(x):
     return x.log() if isinstance(x, Tensor) else np.log(x)
 

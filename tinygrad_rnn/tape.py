@@ -22,6 +22,7 @@ make that checkable:
 """
 import numpy as np
 
+from .ops import op_name_of
 from .tensor import MADE_FROM_ARRAY, IndexGrad, ProductGrad, Tensor, _accumulate, _meta, _Recording
 
 __all__ = ["record", "Tape"]
@@ -91,7 +92,7 @@ class Tape:
                 self.constants.append(i)
                 continue
             if forward is None:
-                self.problem = f"the op {_op_name(backward)} has no forward kernel to replay"
+                self.problem = f"the op {op_name_of(backward)} has no forward kernel to replay"
                 break
             ins = tuple(slot(p) for p in parents)
             i = slot_of[id(out)] = len(values)
@@ -225,7 +226,7 @@ def _forward_source(tape):
         for j in ins:
             if j not in produced and f"    v{j} = values[{j}]" not in loads:
                 loads.append(f"    v{j} = values[{j}]")
-        body.append(f"    v{out} = f{n}(c{n}, {', '.join(f'v{j}' for j in ins)})  # {_op_name(kernel)}")
+        body.append(f"    v{out} = f{n}(c{n}, {', '.join(f'v{j}' for j in ins)})  # {op_name_of(kernel)}")
         produced.add(out)
     stores = [f"    values[{j}] = v{j}" for j in sorted((tape.kept | set(tape.output_slots)) & produced)]
     return "\n".join(["def forward(values):"] + loads + body + stores + ["    return values", ""]), names
@@ -278,7 +279,7 @@ def _backward_source(tape):
         lines.append(f"    if g{out} is not None:")
         lines.append(f"        if type(g{out}) is not ndarray: g{out} = _settle(g{out}, S{out}, {passes})")
         result = f"v{out}" if reads_output else "None"
-        lines.append(f"        r = b{n}(g{out}, {result}, c{n}, {', '.join(f'v{a}' for a in arguments)})  # {_op_name(backward)}")
+        lines.append(f"        r = b{n}(g{out}, {result}, c{n}, {', '.join(f'v{a}' for a in arguments)})  # {op_name_of(backward)}")
         for k, j in enumerate(routes):
             if j is not None:
                 lines.append(receive(~j if j < 0 else j, f"r[{k}]", "        "))
@@ -305,15 +306,6 @@ def _settle(g, shape, passes_product):
     if type(g) is ProductGrad and not passes_product:
         return g.value()
     return g
-
-
-def _op_name(function):
-    """An op's name from its forward or backward function's: ``_mul_backward`` -> "mul"."""
-    name = getattr(function, "__name__", "?").lstrip("_")
-    for suffix in ("_backward", "_forward"):
-        if name.endswith(suffix):
-            return name[:-len(suffix)]
-    return name
 
 
 def _equal(a, b):

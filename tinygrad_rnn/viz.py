@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .ops import op_name_of
 from .tensor import Node, Tensor
 
 __all__ = ["to_dot", "render", "summary", "GraphCounts", "graph_counts"]
@@ -154,8 +155,7 @@ def op_name(t):
     node = t._node if isinstance(t, Tensor) else t
     if getattr(node, "backward", None) is None:
         raise ValueError("op_name needs the output of an op; this is a leaf, made by no op")
-    name = node.backward.__name__.lstrip("_")
-    return name[:-len("_backward")] if name.endswith("_backward") else name
+    return op_name_of(node.backward)
 
 
 def _counted(counter):
