@@ -21,6 +21,7 @@ that ndarrays and Tensors share.
 The operators and methods (``+``, ``@``, ``exp``, ``sum``, ``__getitem__`` ...) are attached to
 Tensor at the end of ``ops.py``, next to the ops that implement them.
 """
+import functools
 import heapq
 import itertools
 import weakref
@@ -78,14 +79,17 @@ class no_grad:
         _GradMode.enabled = self._previous
 
     def __call__(self, fn):
-        def wrapper(*args, **kwargs):
-            with no_grad():
-                return fn(*args, **kwargs)
+        return _run_inside(no_grad, fn)
 
-        wrapper.__name__ = getattr(fn, "__name__", "wrapper")
-        wrapper.__doc__ = getattr(fn, "__doc__", None)
-        wrapper.__wrapped__ = fn
-        return wrapper
+
+def _run_inside(make_context, fn):
+    """``fn`` run inside a fresh ``make_context()`` at every call: a context manager as a decorator."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with make_context():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 class _HookHandle:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..ops import concat, stack
 from ..tape import record
-from ..tensor import FreshGrad, Tensor, _GradMode
+from ..tensor import FreshGrad, Tensor, _GradMode, _run_inside
 
 __all__ = ["replay", "run_replayed"]
 
@@ -44,12 +44,7 @@ class replay:
         replay.enabled = self.previous
 
     def __call__(self, fn):
-        def wrapper(*args, **kwargs):
-            with replay(self.value):
-                return fn(*args, **kwargs)
-
-        wrapper.__name__, wrapper.__doc__ = getattr(fn, "__name__", "wrapper"), getattr(fn, "__doc__", None)
-        return wrapper
+        return _run_inside(lambda: replay(self.value), fn)
 
 
 def run_replayed(advance, output, inputs, state, reverse, check_first_state, replayable=True):
