@@ -607,9 +607,7 @@ def _getitem_backward(g, out, ctx, a):
 
 def _scatter(g, index, basic, shape):
     """zeros(shape) with ``g`` added at ``index``: the graph-recording form of getitem's backward."""
-    data = np.zeros(shape, dtype=g.data.dtype)
-    IndexGrad(index, basic, g.data).add_into(data)
-    return _result(data, (g,), _scatter_backward, index, _NOTHING)
+    return _result(IndexGrad(index, basic, g.data).dense(shape), (g,), _scatter_backward, index, _NOTHING)
 
 
 def _scatter_backward(g, out, index, source):

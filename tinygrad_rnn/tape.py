@@ -300,9 +300,7 @@ def _settle(g, shape, passes_product):
     """A gradient as its op's backward takes it: index pieces added into a zero buffer of ``shape``,
     a factored weight gradient multiplied out unless ``passes_product``; anything else as it is."""
     if type(g) is IndexGrad:
-        buffer = np.zeros(shape, dtype=g.g.dtype)
-        g.add_into(buffer)
-        return buffer
+        return g.dense(shape)
     if type(g) is ProductGrad and not passes_product:
         return g.value()
     return g

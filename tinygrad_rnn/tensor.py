@@ -116,6 +116,12 @@ class IndexGrad:
     def __init__(self, index, basic, g):
         self.index, self.basic, self.g = index, basic, g
 
+    def dense(self, shape):
+        """The gradient as an array of the parent's ``shape``: zeros with ``g`` added at ``index``."""
+        buffer = np.zeros(shape, dtype=self.g.dtype)
+        self.add_into(buffer)
+        return buffer
+
     def add_into(self, buffer):
         if self.basic:
             buffer[self.index] += self.g
@@ -557,9 +563,7 @@ def _accumulate(grads, owned, key, shape, pg, create_graph=False):
     current = grads.get(key)
     if current is None:
         if type(pg) is IndexGrad:
-            buffer = np.zeros(shape, dtype=pg.g.dtype)
-            pg.add_into(buffer)
-            grads[key] = buffer
+            grads[key] = pg.dense(shape)
             owned.add(key)
         elif type(pg) is FreshGrad:
             grads[key] = pg.g
