@@ -243,7 +243,7 @@ def _backward_source(tape):
     """
     needs_grad, external_slots, shapes = tape.needs_grad, tape.external_slots, tape.shapes
     reaching = {}
-    for k, j in enumerate(tape.output_slots):
+    for j in tape.output_slots:
         if needs_grad[j] and j not in external_slots:
             reaching[j] = reaching.get(j, 0) + 1
     for op in tape.backward_program:

@@ -69,9 +69,10 @@ def run_replayed(advance, output, inputs, state, reverse, check_first_state, rep
         return (*_parts(new_state), output(new_state))
 
     outputs, recordings = {}, []
+    recording = replayable and replay.enabled and len(order) > 3  # a replay needs a step after the three
     for k, t in enumerate(order):
         x = inputs[t]
-        if k in (1, 2) and replayable and replay.enabled and (k == 1 or recordings):
+        if k in (1, 2) and recording and (k == 1 or recordings):
             tape, results = record(step, [x, *_parts(state)])
             new_state, outputs[t] = _state_of(results[:-1], tuple_state), results[-1]
             if _replayable(tape, results, state):
@@ -82,7 +83,7 @@ def run_replayed(advance, output, inputs, state, reverse, check_first_state, rep
         if k == 0:
             check_first_state(new_state)
         state = new_state
-        if k == 2 and len(recordings) == 2 and len(order) > 3 and recordings[1].same_as(recordings[0]):
+        if k == 2 and len(recordings) == 2 and recordings[1].same_as(recordings[0]):
             rest = order[3:]
             replayed, state = _replay(recordings[1], inputs, rest, state, tuple_state)
             ran = [outputs[t] for t in order[:3]]
@@ -116,15 +117,15 @@ def _replay(tape, inputs, rest, state, tuple_state):
     parts = _parts(state)
     tape.release()  # its step's arrays (a view of the inputs among them) are not needed any more
     loop = _Loop(tape, inputs, rest)
-    needs_graph = _GradMode.enabled and (inputs.requires_grad or any(p.requires_grad for p in parts)
-                                         or any(t.requires_grad for _, t in tape.externals))
+    learned = [(i, t) for i, t in tape.externals if t.requires_grad]  # the parameters, by slot
+    needs_graph = _GradMode.enabled and (inputs.requires_grad or any(p.requires_grad for p in parts) or learned)
     pack = loop.run([p.data for p in parts], keep=needs_graph)
     if needs_graph:
-        learned = [t for _, t in tape.externals if t.requires_grad]
-        loop.learned_slots = [i for i, t in tape.externals if t.requires_grad]
+        loop.learned_slots = [i for i, _ in learned]
         loop.parts_need_grad = [p.requires_grad for p in parts]
         loop.inputs_need_grad = inputs.requires_grad
-        result = Tensor._result(pack, (inputs, *parts, *learned), _recurrent_loop_backward, loop, (False, ()))
+        result = Tensor._result(pack, (inputs, *parts, *[t for _, t in learned]), _recurrent_loop_backward, loop,
+                                (False, ()))
     else:
         result = Tensor(pack)
     outputs = result[:loop.outputs_size].reshape(loop.outputs_shape)
