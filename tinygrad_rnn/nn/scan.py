@@ -17,7 +17,7 @@ projects it), the state a Tensor or a tuple of Tensors, the output (N, H') per s
 """
 import numpy as np
 
-from ..ops import concat, stack
+from ..ops import stack
 from ..tape import record
 from ..tensor import FreshGrad, Tensor, _GradMode, _run_inside
 
@@ -84,11 +84,7 @@ def run_replayed(advance, output, inputs, state, reverse, check_first_state, rep
             check_first_state(new_state)
         state = new_state
         if k == 2 and len(recordings) == 2 and recordings[1].same_as(recordings[0]):
-            rest = order[3:]
-            replayed, state = _replay(recordings[1], inputs, rest, state, tuple_state)
-            ran = [outputs[t] for t in order[:3]]
-            ran = stack(ran[::-1] if reverse else ran)
-            return (concat([replayed, ran]) if reverse else concat([ran, replayed])), state
+            return _replay(recordings[1], inputs, order, [outputs[t] for t in order[:3]], state, tuple_state)
     return stack([outputs[t] for t in range(len(order))]), state
 
 
@@ -111,21 +107,23 @@ def _replayable(tape, results, state):
         and results[-1].dtype == old[0].dtype and all(o.dtype.kind == "f" for o in old)
 
 
-def _replay(tape, inputs, rest, state, tuple_state):
-    """Steps ``rest`` (consecutive times, in running order) replayed from ``tape``, one graph node:
-    -> (their outputs (len(rest), N, H') in time order, the final state)."""
+def _replay(tape, inputs, order, ran, state, tuple_state):
+    """The loop over ``order`` (every time t, in running order) whose first steps ran op by op,
+    producing the Tensors ``ran`` and ``state``; the others replayed from ``tape`` as one graph node.
+    -> (the outputs of all steps (T, N, H') in time order, the final state)."""
     parts = _parts(state)
     tape.release()  # its step's arrays (a view of the inputs among them) are not needed any more
-    loop = _Loop(tape, inputs, rest)
+    loop = _Loop(tape, inputs, order, len(ran))
     learned = [(i, t) for i, t in tape.externals if t.requires_grad]  # the parameters, by slot
-    needs_graph = _GradMode.enabled and (inputs.requires_grad or any(p.requires_grad for p in parts) or learned)
-    pack = loop.run([p.data for p in parts], keep=needs_graph)
+    needs_graph = _GradMode.enabled and (inputs.requires_grad or any(t.requires_grad for t in [*parts, *ran])
+                                         or learned)
+    pack = loop.run([t.data for t in ran], [p.data for p in parts], keep=needs_graph)
     if needs_graph:
         loop.learned_slots = [i for i, _ in learned]
         loop.parts_need_grad = [p.requires_grad for p in parts]
         loop.inputs_need_grad = inputs.requires_grad
-        result = Tensor._result(pack, (inputs, *parts, *[t for _, t in learned]), _recurrent_loop_backward, loop,
-                                (False, ()))
+        result = Tensor._result(pack, (inputs, *parts, *ran, *[t for _, t in learned]), _recurrent_loop_backward,
+                                loop, (False, ()))
     else:
         result = Tensor(pack)
     outputs = result[:loop.outputs_size].reshape(loop.outputs_shape)
@@ -134,18 +132,18 @@ def _replay(tape, inputs, rest, state, tuple_state):
 
 
 class _Loop:
-    """The replayed loop's arrays: the packed result and, for backward, every step's kept values.
+    """The replayed loop's arrays: the packed result and, for backward, every replayed step's kept values.
 
-    The node's output is one flat array: the outputs of all its steps (T', N, H'), then each final
-    state part; the outputs and the final state are views of it, so one node serves them all.
+    The node's output is one flat array: the outputs of all T steps (T, N, H') in time order (the
+    steps run op by op copied in, the replayed ones written straight into their rows), then each
+    final state part; the outputs and the final state are views of it, so one node serves them all.
     """
 
-    def __init__(self, tape, inputs, order):
-        self.tape, self.order, self.first = tape, order, min(order)  # the steps run, as times t of the inputs
+    def __init__(self, tape, inputs, order, n_ran):
+        self.tape, self.ran_times, self.replayed = tape, order[:n_ran], order[n_ran:]  # times t of the inputs
         self.inputs_shape, self.inputs_dtype, self.inputs_data = inputs.shape, inputs.dtype, inputs.data
         self.out_slot, self.state_slots = tape.output_slots[-1], tape.output_slots[:-1]
-        out_shape = tape.shapes[self.out_slot]
-        self.outputs_shape = (len(order),) + out_shape
+        self.outputs_shape = (len(order),) + tape.shapes[self.out_slot]
         self.outputs_size = int(np.prod(self.outputs_shape))
         self.final_layout, start = [], self.outputs_size
         for i in self.state_slots:
@@ -156,20 +154,25 @@ class _Loop:
         self.size = start
         self.stored = None
 
-    def run(self, state, keep):
-        """Every step forward from the state arrays: -> the packed result."""
+    def run(self, ran, state, keep):
+        """The outputs ``ran`` of the steps run op by op, then every replayed step forward from the
+        state arrays: -> the packed result."""
         tape = self.tape
         pack = np.empty(self.size, dtype=state[0].dtype)
         outputs = pack[:self.outputs_size].reshape(self.outputs_shape)
+        for t, output in zip(self.ran_times, ran):
+            outputs[t] = output
         out_slot, state_slots = self.out_slot, self.state_slots
-        stored = [None] * len(self.order) if keep else None
-        for t in self.order:
+        stored = [None] * len(outputs) if keep else None
+        for t in self.replayed:
             values = tape.forward([self.inputs_data[t], *state])
-            outputs[t - self.first] = values[out_slot]
+            row = outputs[t]
+            row[...] = values[out_slot]
+            values[out_slot] = row  # one copy of the output: backward and the next step read the row
             state = [values[i] for i in state_slots]
             if keep:
                 tape.forget_unread(values)
-                stored[t - self.first] = values
+                stored[t] = values
         for (start, end, shape), array in zip(self.final_layout, state):
             pack[start:end] = array.reshape(-1)
         self.stored, self.inputs_data = stored, None  # backward never reads the inputs: let them go
@@ -177,20 +180,22 @@ class _Loop:
 
 
 def _recurrent_loop_backward(g, out, loop, inputs, *rest):
-    """The recorded backward, step by step from the last: -> gradients of inputs, initial state, weights."""
+    """The recorded backward, step by step from the last replayed one: -> gradients of the inputs,
+    the state the replay started from, the outputs of the steps run op by op, and the weights."""
     if type(g) is not np.ndarray:
         raise RuntimeError("backward(create_graph=True) through a replayed recurrent layer is not supported: "
                            "run its forward under `with tinygrad_rnn.nn.replay(False):` to record it op by op")
-    tape, out_slot, state_slots = loop.tape, loop.out_slot, loop.state_slots
+    tape = loop.tape
     g_outputs = g[:loop.outputs_size].reshape(loop.outputs_shape)
     carried = [g[start:end].reshape(shape) for start, end, shape in loop.final_layout]
     # the whole input's gradient, these steps' rows filled: the steps run op by op add theirs in place
     g_inputs = np.zeros(loop.inputs_shape, dtype=loop.inputs_dtype) if loop.inputs_need_grad else None
     learned, learned_owned = {}, set()
-    for t in reversed(loop.order):
-        grads = tape.backward(loop.stored[t - loop.first], [*carried, g_outputs[t - loop.first]], learned, learned_owned)
+    for t in reversed(loop.replayed):
+        grads = tape.backward(loop.stored[t], [*carried, g_outputs[t]], learned, learned_owned)
         if g_inputs is not None and grads[0] is not None:
             g_inputs[t] = grads[0]
         carried = grads[1:]
     g_parts = [c if needed else None for c, needed in zip(carried, loop.parts_need_grad)]
-    return (None if g_inputs is None else FreshGrad(g_inputs), *g_parts, *[learned.get(i) for i in loop.learned_slots])
+    return (None if g_inputs is None else FreshGrad(g_inputs), *g_parts, *[g_outputs[t] for t in loop.ran_times],
+            *[learned.get(i) for i in loop.learned_slots])
