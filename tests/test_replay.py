@@ -314,6 +314,34 @@ def test_a_reverse_recurrent_replays_and_equals_a_loop_from_the_last_step():
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
+def test_gradients_of_the_outputs_alone_and_the_final_state_alone_on_one_replayed_graph(kind):
+    """Two gradients taken one after the other on one forward graph: each must see only its own
+    loss (the final state's gradient reaches the loop aside from the outputs' and must not linger)."""
+    layer, _ = KINDS[kind]
+    manual_seed(17)
+    module = layer(2, 3, num_layers=2, dtype=np.float64)
+    rng = np.random.default_rng(18)
+    x = rng.standard_normal((6, 2, 2))
+    g_out, g_final = rng.standard_normal((6, 2, 3)), rng.standard_normal((2, 2, 3))
+
+    def losses():
+        inputs = leaf(x)
+        output, final = module(inputs)
+        final_loss = sum((part * g_final).sum() for part in parts(final))
+        return inputs, (output * g_out).sum(), final_loss, graph_counts(output.sum(), module).ops["recurrent_loop"]
+
+    inputs, output_loss, final_loss, loops = losses()
+    assert loops == 2
+    replayed = [tr.grad(final_loss, module.parameters() + [inputs]), tr.grad(output_loss, module.parameters() + [inputs])]
+    with nn.replay(False):
+        inputs, output_loss, final_loss, loops = losses()
+        unrolled = [tr.grad(final_loss, module.parameters() + [inputs]), tr.grad(output_loss, module.parameters() + [inputs])]
+    assert loops == 0
+    for which, ours, expected in zip(("final state", "outputs"), replayed, unrolled):
+        assert_close([g.data for g in ours], [g.data for g in expected], f"gradient of the {which} alone")
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_under_no_grad_the_replayed_forward_equals_op_by_op_and_builds_no_graph(kind, monkeypatch):
     replays = []
 

@@ -110,33 +110,37 @@ def _replayable(tape, results, state):
 def _replay(tape, inputs, order, ran, state, tuple_state):
     """The loop over ``order`` (every time t, in running order) whose first steps ran op by op,
     producing the Tensors ``ran`` and ``state``; the others replayed from ``tape`` as one graph node.
-    -> (the outputs of all steps (T, N, H') in time order, the final state)."""
+    -> (the outputs of all steps (T, N, H') in time order, the final state).
+
+    The node's output is the outputs; each part of the final state is a node of its own on top of
+    it, which hands its gradient to the loop (``loop.final_grads``) and sends the outputs a zero
+    gradient (a broadcast scalar: no memory), so that the walk always reaches the loop.
+    """
     parts = _parts(state)
     tape.release()  # its step's arrays (a view of the inputs among them) are not needed any more
     loop = _Loop(tape, inputs, order, len(ran))
     learned = [(i, t) for i, t in tape.externals if t.requires_grad]  # the parameters, by slot
     needs_graph = _GradMode.enabled and (inputs.requires_grad or any(t.requires_grad for t in [*parts, *ran])
                                          or learned)
-    pack = loop.run([t.data for t in ran], [p.data for p in parts], keep=needs_graph)
-    if needs_graph:
-        loop.learned_slots = [i for i, _ in learned]
-        loop.parts_need_grad = [p.requires_grad for p in parts]
-        loop.inputs_need_grad = inputs.requires_grad
-        result = Tensor._result(pack, (inputs, *parts, *ran, *[t for _, t in learned]), _recurrent_loop_backward,
-                                loop, (False, ()))
-    else:
-        result = Tensor(pack)
-    outputs = result[:loop.outputs_size].reshape(loop.outputs_shape)
-    finals = [result[start:end].reshape(shape) for start, end, shape in loop.final_layout]
+    outputs, finals = loop.run([t.data for t in ran], [p.data for p in parts], keep=needs_graph)
+    if not needs_graph:
+        return Tensor(outputs), _state_of([Tensor(f) for f in finals], tuple_state)
+    loop.learned_slots = [i for i, _ in learned]
+    loop.parts_need_grad = [p.requires_grad for p in parts]
+    loop.inputs_need_grad = inputs.requires_grad
+    loop.final_grads = [None] * len(finals)
+    outputs = Tensor._result(outputs, (inputs, *parts, *ran, *[t for _, t in learned]), _recurrent_loop_backward,
+                             loop, (False, ()))
+    finals = [Tensor._result(f, (outputs,), _recurrent_loop_state_backward, (loop, k), (False, ()))
+              for k, f in enumerate(finals)]
     return outputs, _state_of(finals, tuple_state)
 
 
 class _Loop:
-    """The replayed loop's arrays: the packed result and, for backward, every replayed step's kept values.
+    """The replayed loop's arrays: all the outputs and, for backward, every replayed step's kept values.
 
-    The node's output is one flat array: the outputs of all T steps (T, N, H') in time order (the
-    steps run op by op copied in, the replayed ones written straight into their rows), then each
-    final state part; the outputs and the final state are views of it, so one node serves them all.
+    The outputs of all T steps (T, N, H') are one array in time order: the steps run op by op
+    copied in, the replayed ones written straight into their rows.
     """
 
     def __init__(self, tape, inputs, order, n_ran):
@@ -144,22 +148,13 @@ class _Loop:
         self.inputs_shape, self.inputs_dtype, self.inputs_data = inputs.shape, inputs.dtype, inputs.data
         self.out_slot, self.state_slots = tape.output_slots[-1], tape.output_slots[:-1]
         self.outputs_shape = (len(order),) + tape.shapes[self.out_slot]
-        self.outputs_size = int(np.prod(self.outputs_shape))
-        self.final_layout, start = [], self.outputs_size
-        for i in self.state_slots:
-            shape = tape.shapes[i]
-            end = start + int(np.prod(shape))
-            self.final_layout.append((start, end, shape))
-            start = end
-        self.size = start
         self.stored = None
 
     def run(self, ran, state, keep):
         """The outputs ``ran`` of the steps run op by op, then every replayed step forward from the
-        state arrays: -> the packed result."""
+        state arrays: -> (the outputs (T, N, H'), the final state's arrays)."""
         tape = self.tape
-        pack = np.empty(self.size, dtype=state[0].dtype)
-        outputs = pack[:self.outputs_size].reshape(self.outputs_shape)
+        outputs = np.empty(self.outputs_shape, dtype=state[0].dtype)
         for t, output in zip(self.ran_times, ran):
             outputs[t] = output
         out_slot, state_slots = self.out_slot, self.state_slots
@@ -173,10 +168,15 @@ class _Loop:
             if keep:
                 tape.forget_unread(values)
                 stored[t] = values
-        for (start, end, shape), array in zip(self.final_layout, state):
-            pack[start:end] = array.reshape(-1)
         self.stored, self.inputs_data = stored, None  # backward never reads the inputs: let them go
-        return pack
+        return outputs, state
+
+
+def _recurrent_loop_state_backward(g, out, ctx, outputs):
+    """A final state part's gradient, handed to the loop; the outputs get a zero gradient of no size."""
+    loop, k = ctx
+    loop.final_grads[k] = g
+    return (np.broadcast_to(np.zeros((), dtype=loop.inputs_dtype), loop.outputs_shape),)
 
 
 def _recurrent_loop_backward(g, out, loop, inputs, *rest):
@@ -185,17 +185,16 @@ def _recurrent_loop_backward(g, out, loop, inputs, *rest):
     if type(g) is not np.ndarray:
         raise RuntimeError("backward(create_graph=True) through a replayed recurrent layer is not supported: "
                            "run its forward under `with tinygrad_rnn.nn.replay(False):` to record it op by op")
-    tape = loop.tape
-    g_outputs = g[:loop.outputs_size].reshape(loop.outputs_shape)
-    carried = [g[start:end].reshape(shape) for start, end, shape in loop.final_layout]
+    tape, carried = loop.tape, loop.final_grads
+    loop.final_grads = [None] * len(carried)  # this backward's: a later backward brings its own
     # the whole input's gradient, these steps' rows filled: the steps run op by op add theirs in place
     g_inputs = np.zeros(loop.inputs_shape, dtype=loop.inputs_dtype) if loop.inputs_need_grad else None
     learned, learned_owned = {}, set()
     for t in reversed(loop.replayed):
-        grads = tape.backward(loop.stored[t], [*carried, g_outputs[t]], learned, learned_owned)
+        grads = tape.backward(loop.stored[t], [*carried, g[t]], learned, learned_owned)
         if g_inputs is not None and grads[0] is not None:
             g_inputs[t] = grads[0]
         carried = grads[1:]
     g_parts = [c if needed else None for c, needed in zip(carried, loop.parts_need_grad)]
-    return (None if g_inputs is None else FreshGrad(g_inputs), *g_parts, *[g_outputs[t] for t in loop.ran_times],
+    return (None if g_inputs is None else FreshGrad(g_inputs), *g_parts, *[g[t] for t in loop.ran_times],
             *[learned.get(i) for i in loop.learned_slots])
