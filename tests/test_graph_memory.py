@@ -46,6 +46,23 @@ def test_an_input_a_backward_reads_is_kept():
     np.testing.assert_allclose(a.grad, 18 * a.data, rtol=1e-12)
 
 
+def test_a_product_with_a_constant_keeps_only_the_constant_and_computes_only_the_needed_gradient():
+    rng = np.random.default_rng(2)
+    a = tr.Tensor(rng.standard_normal((4, 3)), requires_grad=True)
+    constant = rng.standard_normal((4, 3))
+    scaled = a + 1.0                    # add's backward reads nothing
+    scaled_data = weakref.ref(scaled.data)
+    y = scaled * tr.Tensor(constant)    # only scaled needs a gradient: g * constant; scaled itself is not read
+    del scaled
+    gc.collect()
+    assert scaled_data() is None
+    (grad_of_scaled,) = y._node.backward(np.ones((4, 3)), None, y._node.ctx, *y._node.saved)[:1]
+    assert y._node.backward(np.ones((4, 3)), None, y._node.ctx, *y._node.saved)[1] is None
+    np.testing.assert_allclose(grad_of_scaled, constant, rtol=0)
+    y.sum().backward()
+    np.testing.assert_allclose(a.grad, constant, rtol=0)
+
+
 @pytest.fixture
 def tiny_product_blocks(monkeypatch):
     """Multiply the factors out after every few terms, so that folding runs in small tests."""

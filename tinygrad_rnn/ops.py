@@ -149,15 +149,17 @@ def mul(a, b):
         data = _mul_forward(None, a.data, b.data)
     except ValueError:
         raise _broadcast_error("mul", a, b) from None
-    return _result(data, (a, b), _mul_backward, None, _INPUTS, _mul_forward)
+    needs = (a.requires_grad, b.requires_grad)  # g * b is a's gradient, g * a b's: compute and keep only those needed
+    return _result(data, (a, b), _mul_backward, needs, (False, (1,) if needs == (True, False) else
+                                                       (0,) if needs == (False, True) else None), _mul_forward)
 
 
-def _mul_forward(ctx, a, b):
+def _mul_forward(needs, a, b):
     return a * b
 
 
-def _mul_backward(g, out, ctx, a, b):
-    return _unbroadcast(g * b, a.shape), _unbroadcast(g * a, b.shape)
+def _mul_backward(g, out, needs, a, b):
+    return (_unbroadcast(g * b, a.shape) if needs[0] else None), (_unbroadcast(g * a, b.shape) if needs[1] else None)
 
 
 def div(a, b):

@@ -548,6 +548,7 @@ def _walk(roots, root_grads, create_graph, inputs):
                         heappush(heap, (-p.seq, p))
                     elif _accumulate(grads, owned, p, p.shape, pg, create_graph):
                         heappush(heap, (-p.seq, p))
+            parent_grads = pg = None  # a gradient no parent took is freed now, not after the next backward
     finally:
         _GradMode.enabled = previous_mode
     return capture
