@@ -132,3 +132,34 @@ def test_an_lstm_layer_gives_the_same_gradients_with_tiny_and_default_blocks(tin
     (layer(x)[0] * upstream).sum().backward()
     for name, p in layer.named_parameters():
         np.testing.assert_allclose(tiny[name], p.grad, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.integers(1, 8), batch=st.integers(1, 3), seed=st.integers(0, 10_000), data=st.data())
+def test_terms_shared_as_rows_of_buffers_sum_to_the_hand_written_total(steps, batch, seed, data):
+    """Terms L[t]^T R[s]: some left as they are, some sharing rows of the buffers L and R (in runs up,
+    down, or broken), folded in blocks or at the end, transposed or not: always sum_i L_i^T R_i."""
+    rng = np.random.default_rng(seed)
+    lefts, rights = rng.standard_normal((steps, batch, 4)), rng.standard_normal((steps + 1, batch, 3))
+    order = data.draw(st.permutations(range(steps)) | st.just(list(range(steps))) | st.just(list(range(steps))[::-1]))
+    shares = data.draw(st.lists(st.sampled_from(["both", "left", "right", "none"]), min_size=steps, max_size=steps))
+    block = data.draw(st.sampled_from([1, 1 << 40]))
+    partner = data.draw(st.just([t + 1 for t in range(steps)]) | st.permutations(range(steps + 1)))  # R row of L[t]
+    expected = sum(lefts[t].T @ rights[partner[t]] for t in order)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tensor_module, "_PRODUCT_BLOCK_BYTES", block)
+        total = None
+        for t, share in zip(order, shares):
+            left, right = lefts[t].copy(), rights[partner[t]].copy()
+            term = tensor_module.ProductGrad(left, right)
+            if share in ("both", "left"):
+                term.share_last_term(left, lefts, t)
+            if share in ("both", "right"):
+                term.share_last_term(right, rights, partner[t])
+            if total is None:
+                total = term
+            else:
+                total.extend(term)
+        transposed = data.draw(st.booleans())
+        value = total.transpose().value() if transposed else total.value()
+    np.testing.assert_allclose(value, expected.T if transposed else expected, rtol=1e-12, atol=1e-12)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..ops import stack
 from ..tape import record
-from ..tensor import FreshGrad, Tensor, _GradMode, _run_inside
+from ..tensor import FreshGrad, ProductGrad, Tensor, _GradMode, _run_inside
 
 __all__ = ["replay", "run_replayed"]
 
@@ -148,6 +148,8 @@ class _Loop:
         self.inputs_shape, self.inputs_dtype, self.inputs_data = inputs.shape, inputs.dtype, inputs.data
         self.out_slot, self.state_slots = tape.output_slots[-1], tape.output_slots[:-1]
         self.outputs_shape = (len(order),) + tape.shapes[self.out_slot]
+        # which state part is the step's output (h in RNN, GRU and LSTM): the loop keeps it as a row of the outputs
+        self.row_part = self.state_slots.index(self.out_slot) if self.out_slot in self.state_slots else None
         self.stored = None
 
     def run(self, ran, state, keep):
@@ -157,6 +159,9 @@ class _Loop:
         outputs = np.empty(self.outputs_shape, dtype=state[0].dtype)
         for t, output in zip(self.ran_times, ran):
             outputs[t] = output
+        last = outputs[self.ran_times[-1]]
+        state = [last if part is ran[-1] else part for part in state]  # the state read from the outputs' row
+        self.outputs = outputs
         out_slot, state_slots = self.out_slot, self.state_slots
         stored = [None] * len(outputs) if keep else None
         for t in self.replayed:
@@ -190,10 +195,22 @@ def _recurrent_loop_backward(g, out, loop, inputs, *rest):
     # the whole input's gradient, these steps' rows filled: the steps run op by op add theirs in place
     g_inputs = np.zeros(loop.inputs_shape, dtype=loop.inputs_dtype) if loop.inputs_need_grad else None
     learned, learned_owned = {}, set()
+    order = loop.ran_times + loop.replayed
+    previous = dict(zip(order[1:], order))
     for t in reversed(loop.replayed):
-        grads = tape.backward(loop.stored[t], [*carried, g[t]], learned, learned_owned)
+        values = loop.stored[t]
+        grads = tape.backward(values, [*carried, g[t]], learned, learned_owned)
+        # a weight's gradient factors that are rows of the loop's buffers (x_t's gradient in
+        # x_t + h W^T, the state h_{t-1} read from the outputs) refer to those rows: no memory of
+        # their own, and the weight's gradient is one product over all steps with no copy
+        shared = [] if loop.row_part is None else [(values[1 + loop.row_part], loop.outputs, previous[t])]
         if g_inputs is not None and grads[0] is not None:
             g_inputs[t] = grads[0]
+            shared.append((grads[0], g_inputs, t))
+        for g_weight in learned.values():
+            if type(g_weight) is ProductGrad:
+                for factor, buffer, index in shared:
+                    g_weight.share_last_term(factor, buffer, index)
         carried = grads[1:]
     g_parts = [c if needed else None for c, needed in zip(carried, loop.parts_need_grad)]
     return (None if g_inputs is None else FreshGrad(g_inputs), *g_parts, *[g[t] for t in loop.ran_times],
