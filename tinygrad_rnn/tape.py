@@ -22,7 +22,7 @@ make that checkable:
 """
 import numpy as np
 
-from .ops import op_name_of
+from .ops import _getitem_backward, op_name_of
 from .tensor import MADE_FROM_ARRAY, IndexGrad, ProductGrad, Tensor, _accumulate, _meta, _Recording
 
 __all__ = ["record", "Tape"]
@@ -250,11 +250,16 @@ def _backward_source(tape):
         for j in op[5]:
             if j is not None and j >= 0:
                 reaching[j] = reaching.get(j, 0) + 1
-    names = {"_accumulate": _accumulate, "_settle": _settle, "ndarray": np.ndarray}
+    names = {"_accumulate": _accumulate, "_settle": _settle, "_side_by_side": _side_by_side, "ndarray": np.ndarray}
+    tiles = _tiles(tape, reaching)
+    joined_at = {max(n for _, n in pieces): (j, axis, pieces) for j, (axis, pieces) in tiles.items()}
+    skipped = {n for _, pieces in tiles.values() for _, n in pieces}
+    reaching.update({j: 1 for j in tiles})  # one contribution: the pieces side by side
     single = sorted(j for j, count in reaching.items() if count == 1)
     lines = ["def backward(values, seeds, ext, ext_owned):", "    grads, owned = {}, set()"]
     lines += [f"    g{j} = None" for j in single]
-    read = {j for op in tape.backward_program for j in op[4]} | {op[2] for op in tape.backward_program if op[3]}
+    running = [op for n, op in enumerate(tape.backward_program) if n not in skipped]
+    read = {j for op in running for j in op[4]} | {op[2] for op in running if op[3]}
     lines += [f"    v{j} = values[{j}]" for j in sorted(read)]
 
     def receive(j, value, indent):
@@ -271,8 +276,16 @@ def _backward_source(tape):
         if needs_grad[j]:
             lines.append(receive(j, f"seeds[{k}]", "    "))
     for n, (backward, ctx, out, reads_output, arguments, routes, passes) in enumerate(tape.backward_program):
-        if out not in reaching:
-            continue  # no gradient ever reaches this op
+        if n in joined_at:  # the last piece of a tiled slot: its gradient is the pieces' side by side
+            j, axis, pieces = joined_at[n]
+            for p, _ in pieces:
+                if reaching.get(p, 0) > 1:
+                    lines.append(f"    g{p} = grads.pop({p}, None)")
+                names[f"S{p}"] = shapes[p]
+            gradients = ", ".join(f"g{p}" if p in reaching else "None" for p, _ in pieces)
+            lines.append(f"    g{j} = _side_by_side([{gradients}], [{', '.join(f'S{p}' for p, _ in pieces)}], {axis})")
+        if out not in reaching or n in skipped:
+            continue  # no gradient ever reaches this op, or it is a piece of a tiled slot
         names[f"b{n}"], names[f"c{n}"], names[f"S{out}"] = backward, ctx, shapes[out]
         if reaching[out] > 1:
             lines.append(f"    g{out} = grads.pop({out}, None)")
@@ -294,6 +307,58 @@ def _backward_source(tape):
             returned.append(f"_settle(g{i}, S{i}, False)")
     lines += [f"    return [{', '.join(returned)}]", ""]
     return "\n".join(lines), names
+
+
+def _tiles(tape, reaching):
+    """The slots whose gradient comes only from basic slices that tile them along one axis (the
+    pieces of ``split``/``chunk``, the gates of a cell): slot -> (axis, [(piece slot, op number)]
+    in order along the axis). Their gradient is the pieces' gradients side by side, one
+    ``concatenate`` instead of a zero buffer and an addition per piece."""
+    cuts = {}
+    for n, (backward, ctx, out, _, _, routes, _) in enumerate(tape.backward_program):
+        if backward is _getitem_backward and routes[0] is not None and routes[0] >= 0:
+            cut = _cut(ctx, tape.shapes[routes[0]])
+            if cut is not None:
+                cuts.setdefault(routes[0], []).append((cut, out, n))
+    tiles = {}
+    for j, pieces in cuts.items():
+        pieces.sort()
+        axis = pieces[0][0][0]
+        bounds = [(start, stop) for (a, start, stop), _, _ in pieces if a == axis]
+        ends = [0] + [stop for _, stop in bounds]
+        if (len(pieces) == reaching.get(j) and len(bounds) == len(pieces) and ends[-1] == tape.shapes[j][axis]
+                and all(start == end for (start, _), end in zip(bounds, ends))):
+            tiles[j] = (axis, [(out, n) for _, out, n in pieces])
+    return tiles
+
+
+def _cut(ctx, shape):
+    """(axis, start, stop) if getitem's ``ctx`` takes a contiguous range along one axis and all of
+    every other axis (``x[:, a:b]``), else None."""
+    index, basic = ctx
+    items = index if type(index) is tuple else (index,)
+    if not basic or len(items) > len(shape) or not all(type(item) is slice for item in items):
+        return None
+    cut = None
+    for axis, item in enumerate(items):
+        start, stop, step = item.indices(shape[axis])
+        if (start, stop) == (0, shape[axis]) and step == 1:
+            continue
+        if cut is not None or step != 1 or start >= stop:
+            return None
+        cut = (axis, start, stop)
+    return cut
+
+
+def _side_by_side(pieces, shapes, axis):
+    """The gradient of a tensor cut into pieces along ``axis``, from the pieces' gradients (zeros
+    for a piece none reached; None if none reached any)."""
+    if not all(type(g) is np.ndarray for g in pieces):
+        if all(g is None for g in pieces):
+            return None
+        dtype = next(g for g in pieces if g is not None).dtype
+        pieces = [np.zeros(shape, dtype) if g is None else _settle(g, shape, False) for g, shape in zip(pieces, shapes)]
+    return np.concatenate(pieces, axis=axis)
 
 
 def _settle(g, shape, passes_product):
