@@ -5,9 +5,14 @@ the second and third are also recorded (``tape.record``), and if both recordings
 ops on the same constants, the remaining steps run from the recording: each op's forward kernel
 on arrays, with no Tensor, node or heap per op. Those steps become a single node of the graph,
 whose backward replays the recorded backward program from the last step to the first, carrying
-the state's gradient from step to step. Weights used at every step
-collect every step's gradient before the walk goes on (``ProductGrad``: one product over all
-steps, not one per step).
+the state's gradient from step to step. Weights used at every step collect every step's
+gradient before the walk goes on (``ProductGrad``: one product over all steps, not one per step).
+
+Memory: every step's output is written straight into the (T, N, H') array the layer returns,
+and the step's state h_t is read from there (no second copy); the input's gradient is one
+(T, N, ...) buffer. Both buffers double as the factors of the weight gradient
+sum_t g_t^T h_{t-1}: those terms hold no memory of their own and multiply out as one product over
+views (``ProductGrad.share_last_term``).
 
 The numbers are those of the op-by-op loop: the same kernels run on the same arrays, and the
 same backward functions in the same order.
