@@ -94,6 +94,16 @@ def pieces(n, d, rng):
     return [(n, d), (n, d)], [], fn
 
 
+def tiles(n, d, rng):
+    """Tensors cut into pieces that tile them (the gates of a cell): along columns with one piece
+    never used (its gradient is zeros), along rows with one piece used twice."""
+    def fn(a, b):
+        first, unused, rest = a.split([1, 1, d], axis=1)
+        top, bottom = b.split([1, n], axis=0)
+        return first.tanh() * rest, top * bottom + top.sigmoid()
+    return [(n, d + 2), (n + 1, d)], [], fn
+
+
 def conditions(n, d, rng):
     """where with a traced comparison as condition and with a number, astype, detach, comparisons."""
     def fn(a, b):
@@ -119,7 +129,7 @@ def products(n, d, rng):
     return [(n, d), (n, d)], [W, bias, U, V], fn
 
 
-CASES = {build.__name__: build for build in (elementwise, activations, reductions, shapes, indexing, pieces,
+CASES = {build.__name__: build for build in (elementwise, activations, reductions, shapes, indexing, pieces, tiles,
                                              conditions, products)}
 
 
