@@ -155,7 +155,7 @@ class _Loop:
         self.outputs_shape = (len(order),) + tape.shapes[self.out_slot]
         # which state part is the step's output (h in RNN, GRU and LSTM): the loop keeps it as a row of the outputs
         self.row_part = self.state_slots.index(self.out_slot) if self.out_slot in self.state_slots else None
-        self.stored = None
+        self.outputs = self.stored = None  # filled by run
 
     def run(self, ran, state, keep):
         """The outputs ``ran`` of the steps run op by op, then every replayed step forward from the
@@ -186,7 +186,7 @@ def _recurrent_loop_state_backward(g, out, ctx, outputs):
     """A final state part's gradient, handed to the loop; the outputs get a zero gradient of no size."""
     loop, k = ctx
     loop.final_grads[k] = g
-    return (np.broadcast_to(np.zeros((), dtype=loop.inputs_dtype), loop.outputs_shape),)
+    return (np.broadcast_to(np.zeros((), dtype=loop.outputs.dtype), loop.outputs_shape),)
 
 
 def _recurrent_loop_backward(g, out, loop, inputs, *rest):
