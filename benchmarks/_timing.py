@@ -1,34 +1,72 @@
 """Timing, memory and table helpers shared by the benchmark scripts."""
 
+import collections
 import os
 import statistics
 import time
 import tracemalloc
 
 
-def median_time(fn, repeats=5, warmup=1, min_repeat_seconds=0.05):
-    """Median wall time of one call of ``fn()`` in seconds (time.perf_counter).
-
-    ``warmup`` calls are made first and not timed. Each of the ``repeats`` measurements times
-    enough back-to-back calls to last at least ``min_repeat_seconds`` (one call when a call is
-    longer than that, many for tiny sizes, so the clock's resolution and the loop do not count)
-    and records the time per call; the median of the measurements is returned.
-    """
+def _check_counts(repeats, warmup):
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+
+
+def _calls_per_measurement(fn, warmup, min_repeat_seconds):
+    """Makes ``warmup`` untimed calls of ``fn()``, then times one more and returns how many
+    back-to-back calls one measurement needs to last at least ``min_repeat_seconds`` (1 when a
+    call is longer than that, many for tiny sizes, so the clock's resolution and the loop do not
+    count)."""
     for _ in range(warmup):
         fn()
     start = time.perf_counter()
     fn()
     first = time.perf_counter() - start
-    calls = max(1, int(min_repeat_seconds / first)) if first > 0 else 1000
-    per_call = []
+    return max(1, int(min_repeat_seconds / first)) if first > 0 else 1000
+
+
+def _seconds_per_call(fn, calls):
+    """One measurement: the wall time of ``calls`` back-to-back calls of ``fn()``, over ``calls``."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def interleaved_times(steps, repeats, warmup=1, min_repeat_seconds=0.05):
+    """Per-call wall times of several functions, measured in interleaved rounds.
+
+    ``steps`` is {name: fn}. Each fn gets ``warmup`` untimed calls and its own number of
+    back-to-back calls per measurement (``_calls_per_measurement``). Then ``repeats`` rounds
+    run; a round takes one measurement of every fn, in an order rotated by one place each round
+    so no fn always runs first (or always right after the same other one).
+
+    Returns {name: [seconds per call in round 0, round 1, ..., round repeats-1]}, in the order of
+    ``steps``. Why rounds: on a shared machine the load drifts within a run; timing one fn's
+    repeats and then the next's lets a slow minute land on one fn only, while within a round all
+    fns see nearly the same load, so per-round ratios (see ``median_paired_ratio``) cancel it.
+    """
+    _check_counts(repeats, warmup)
+    for name, fn in steps.items():
+        if not callable(fn):
+            raise TypeError(f"interleaved_times: steps[{name!r}] is {type(fn).__name__}, not callable")
+    calls = {name: _calls_per_measurement(fn, warmup, min_repeat_seconds) for name, fn in steps.items()}
+    times = {name: [] for name in steps}
+    order = collections.deque(steps)
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        per_call.append((time.perf_counter() - start) / calls)
-    return statistics.median(per_call)
+        for name in order:
+            times[name].append(_seconds_per_call(steps[name], calls[name]))
+        order.rotate(-1)
+    return times
+
+
+def median_paired_ratio(times, reference_times):
+    """Median over rounds of times[i] / reference_times[i]: two lists from the same
+    ``interleaved_times`` run, so each ratio compares measurements taken under the same load."""
+    if len(times) != len(reference_times) or not times:
+        raise ValueError(f"median_paired_ratio needs two equally long, non-empty lists of round times, "
+                         f"got lengths {len(times)} and {len(reference_times)}")
+    return statistics.median(ours / reference for ours, reference in zip(times, reference_times))
 
 
 def peak_memory(fn):

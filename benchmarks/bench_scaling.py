@@ -11,6 +11,9 @@ and prints the time per time step with fitted laws:
     seconds = a + b T           b, the cost of one more time step (a step costs O(1) in T)
     seconds ~ T^k and ~ H^k     k, the log-log slope: 1 in T is linear, near 2 would mean each
                                 step costs O(T), i.e. the sequence O(T^2)
+As in bench_step.py, the two are timed together at each point in --repeats interleaved rounds:
+"median ms" is the median over rounds, "x baseline" the median over rounds of (ours / the
+baseline's time in the same round).
 """
 
 import argparse
@@ -70,7 +73,7 @@ def fitted_laws(axis, timings):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cell", choices=list(LAYER_NAMES), default="lstm")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds per point")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")

@@ -18,6 +18,12 @@ with the baseline's before it is timed: one that disagrees (relative error above
 warning row instead of a time, so a fast but wrong implementation never shows a good ratio.
 Peak memory is measured with tracemalloc, which sees NumPy's arrays but not torch's.
 
+Timing: the checked implementations of one (cell, size) are timed together in --repeats
+interleaved rounds; each round times every one of them once (enough back-to-back calls to last
+50 ms or more), in an order rotated from round to round. "median ms" is the median over rounds;
+"x baseline" is the median over rounds of (its time / the baseline's time in the same round), a
+paired ratio, so load that drifts during the run hits both sides of each ratio alike.
+
 Reading the numbers: torch.nn.LSTM runs a fused oneDNN kernel (mkldnn_rnn_layer) on the CPU,
 while torch.nn.RNN and GRU do not. OPENBLAS_CORETYPE, when set, chooses NumPy's OpenBLAS
 kernels, and the first line shows it (measured on an AVX-512 AMD EPYC: with it set to Haswell,
@@ -29,6 +35,7 @@ load average is printed before and after.
 import argparse
 import os
 import platform
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +44,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # time this checkout's package
 
-from _timing import format_table, load_report, median_time, peak_memory  # noqa: E402
+from _timing import (  # noqa: E402
+    format_table, interleaved_times, load_report, median_paired_ratio, peak_memory)
 from baseline_numpy import BASELINES, PARAMETER_NAMES, random_params  # noqa: E402
 
 SIZES = {  # name: (N batch, T steps, D input, H hidden)
@@ -219,40 +227,49 @@ def gradient_disagreement(grads, reference):
     return None
 
 
-def measure(name, problem, repeats, reference=None):
-    """One implementation on one problem: checks its gradients against ``reference`` (the
-    baseline's, when given), then times it. Returns a dict with the keys seconds, peak_bytes
-    (None when not measured), grads and note; seconds is None when it did not run or was wrong."""
+def checked_step(name, problem, reference=None):
+    """One implementation on one problem, ready to time: builds its step, runs it once, checks
+    its gradients against ``reference`` (the baseline's, when given) and measures its peak memory.
+    Returns a dict with the keys step (None when it cannot run or is wrong, so it is not timed),
+    grads, peak_bytes (None when not measured) and note."""
     factory, memory_visible = IMPLEMENTATIONS[name]
     try:
         step = factory(problem)
         grads = {key: None if value is None else np.array(value) for key, value in step().items()}
     except Exception as error:  # a row that cannot run must not stop the others
-        return {"seconds": None, "peak_bytes": None, "grads": None,
+        return {"step": None, "grads": None, "peak_bytes": None,
                 "note": f"unavailable: {type(error).__name__}: {error}"}
     disagreement = None if reference is None else gradient_disagreement(grads, reference)
     if disagreement:
-        return {"seconds": None, "peak_bytes": None, "grads": grads,
+        return {"step": None, "grads": grads, "peak_bytes": None,
                 "note": f"WARNING wrong gradients, not timed: {disagreement}"}
     if name == "numpy baseline":  # its workspace is allocated once, so count it with a step
         peak = peak_memory(lambda: factory(problem)())
     else:
         peak = peak_memory(step) if memory_visible else None
-    return {"seconds": median_time(step, repeats=repeats, warmup=1), "peak_bytes": peak,
-            "grads": grads, "note": ""}
+    return {"step": step, "grads": grads, "peak_bytes": peak, "note": ""}
 
 
 def measure_against_baseline(problem, names, repeats):
-    """``measure`` for the baseline and then each of ``names`` checked against it; returns
-    {name: result} in that order, each result with "ratio", its time over the baseline's (or None)."""
-    baseline = measure("numpy baseline", problem, repeats)
+    """The baseline and each of ``names``, checked against it by ``checked_step``, then every
+    checked one timed together in ``repeats`` interleaved rounds (``interleaved_times``).
+
+    Returns {name: result} with the baseline first, each result the ``checked_step`` dict plus
+    "seconds", the median of its rounds, and "ratio", the median over rounds of its time over
+    the baseline's in the same round (a paired ratio); both None when it was not timed.
+    """
+    baseline = checked_step("numpy baseline", problem)
     results = {"numpy baseline": baseline}
     for name in names:
         if name != "numpy baseline":
-            results[name] = measure(name, problem, repeats, baseline["grads"])
-    for result in results.values():
-        seconds = result["seconds"]
-        result["ratio"] = seconds / baseline["seconds"] if seconds and baseline["seconds"] else None
+            results[name] = checked_step(name, problem, baseline["grads"])
+    times = interleaved_times({name: result["step"] for name, result in results.items()
+                               if result["step"] is not None}, repeats)
+    baseline_times = times.get("numpy baseline")
+    for name, result in results.items():
+        rounds = times.get(name)
+        result["seconds"] = statistics.median(rounds) if rounds else None
+        result["ratio"] = median_paired_ratio(rounds, baseline_times) if rounds and baseline_times else None
     return results
 
 
@@ -285,7 +302,7 @@ def main(argv=None):
     parser.add_argument("--cells", nargs="+", choices=list(LAYER_NAMES), default=list(LAYER_NAMES))
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed repeats per row (default: %s)" % ", ".join(
+                        help="interleaved timing rounds per (cell, size) (default: %s)" % ", ".join(
                             f"{size} {count}" for size, count in DEFAULT_REPEATS.items()))
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
@@ -297,8 +314,10 @@ def main(argv=None):
         for size in args.sizes:
             rows += bench_rows(cell, size, args.repeats or DEFAULT_REPEATS[size])
     print(format_table(HEADERS, rows))
-    print("x baseline: median time / the NumPy baseline's (lower is faster). peak MiB: tracemalloc "
-          "peak of one step (the baseline's includes allocating its reusable workspace).")
+    print("Each (cell, size): all its rows timed together in interleaved rounds (one measurement of "
+          "each per round, order rotated). median ms: median over rounds. x baseline: median over "
+          "rounds of (its time / the NumPy baseline's in the same round), lower is faster. peak MiB: "
+          "tracemalloc peak of one step (the baseline's includes allocating its reusable workspace).")
     print(load_report("after"))
 
 
