@@ -3,8 +3,8 @@
 The independent computation is the same layer unrolled op by op (``with nn.replay(False):``, a
 graph node per op and step), a loop written here with ``cell(x_t, state)``, per-row runs, or
 finite differences. Every comparison also checks which path ran: a replayed layer's graph holds
-one "recurrent_loop" node per layer and direction (when T >= 4: three steps run op by op first), a fallback none, so no test can
-pass by silently unrolling.
+one "recurrent_loop" node per layer and direction (when T >= 3: two steps run op by op first), a
+fallback none, so no test can pass by silently unrolling.
 
 Shapes: T steps, N batch, D input size, H hidden size, L layers, K directions; float64 unless a
 test says otherwise, gradients of L = sum(output * G) + sum(h_n * G_h) (+ sum(c_n * G_c)).
@@ -103,7 +103,7 @@ def test_layers_replayed_equal_op_by_op(kind, steps, batch, input_size, hidden_s
     cells = num_layers * (2 if bidirectional else 1)
     hx = [rng.standard_normal((cells, batch, hidden_size)) for _ in range(state_parts)] if given_hx else []
     replayed, unrolled = replayed_and_unrolled(module, x, hx, seed)
-    assert replayed[3] == (cells if steps >= 4 else 0)
+    assert replayed[3] == (cells if steps >= 3 else 0)
     assert_same_results(replayed, unrolled)
 
 
@@ -134,7 +134,7 @@ def test_custom_cells_replay_and_equal_op_by_op(name, steps, batch, reverse, giv
     x = rng.standard_normal((steps, batch, 3))
     state = [rng.standard_normal(p.shape) for p in parts(cell.init_state(batch))] if given_state else []
     replayed, unrolled = replayed_and_unrolled(module, x, state, seed)
-    assert replayed[3] == (1 if steps >= 4 else 0)
+    assert replayed[3] == (1 if steps >= 3 else 0)
     assert_same_results(replayed, unrolled)
 
 
@@ -284,7 +284,7 @@ def test_with_lengths_the_loop_runs_op_by_op_and_equals_each_row_run_alone():
         row_output, (row_h, row_c) = module(row)
         row_loss = ((row_output * g_output[:length, n:n + 1]).sum() + (row_h * g_h[:, n:n + 1]).sum()
                     + (row_c * g_c[:, n:n + 1]).sum())
-        assert graph_counts(row_loss, module).ops["recurrent_loop"] == (4 if length >= 4 else 0)
+        assert graph_counts(row_loss, module).ops["recurrent_loop"] == (4 if length >= 3 else 0)
         assert_close([output.data[:length, n], h.data[:, n], c.data[:, n]],
                      [row_output.data[:, 0], row_h.data[:, 0], row_c.data[:, 0]], f"row {n}")
         assert np.all(output.data[length:, n] == 0)
@@ -341,6 +341,45 @@ def test_gradients_of_the_outputs_alone_and_the_final_state_alone_on_one_replaye
         assert_close([g.data for g in ours], [g.data for g in expected], f"gradient of the {which} alone")
 
 
+@settings(max_examples=30, deadline=None)
+@given(kind=st.sampled_from(sorted(KINDS)), learns=st.lists(st.booleans(), min_size=4, max_size=4),
+       x_needs_grad=st.booleans(), given_state=st.sampled_from(["none", "constant", "leaf"]),
+       steps=st.integers(3, 6), seed=seeds)
+def test_whichever_tensors_need_a_gradient_the_replay_agrees_with_op_by_op(kind, learns, x_needs_grad, given_state,
+                                                                         steps, seed):
+    """Frozen parameters, an input and an initial state with or without a gradient: the first step is
+    recorded on a state that needs a gradient when anything does, which must not change which
+    results need one, nor any value or gradient; the loop is replayed whenever a graph is built."""
+    layer, state_parts = KINDS[kind]
+    manual_seed(seed)
+    module = layer(2, 3, dtype=np.float64)
+    for parameter, learning in zip(module.parameters(), learns):
+        parameter.requires_grad_(learning)
+    rng = np.random.default_rng(seed)
+    x = tr.Tensor(rng.standard_normal((steps, 2, 2)), requires_grad=x_needs_grad)
+    state = [tr.Tensor(rng.standard_normal((1, 2, 3)), requires_grad=given_state == "leaf")
+             for _ in range(state_parts)] if given_state != "none" else []
+    wanted = [t for t in [*module.parameters(), x, *state] if t.requires_grad]
+    weights = [rng.standard_normal((steps, 2, 3))] + [rng.standard_normal((1, 2, 3)) for _ in range(state_parts)]
+
+    def run():
+        output, final = module(x, as_state(state) if state else None)
+        results = [output, *parts(final)]
+        if not results[0].requires_grad:
+            return [r.requires_grad for r in results], [r.data for r in results], [], 0
+        loss = functools.reduce(lambda a, b: a + b, [(r * w).sum() for r, w in zip(results, weights)])
+        return ([r.requires_grad for r in results], [r.data for r in results], [g.data for g in tr.grad(loss, wanted)],
+                graph_counts(loss, module).ops["recurrent_loop"])
+
+    replayed = run()
+    with nn.replay(False):
+        unrolled = run()
+    assert replayed[0] == unrolled[0] == [bool(wanted)] * (1 + state_parts)
+    assert replayed[3] == (1 if wanted else 0) and unrolled[3] == 0
+    assert_close(replayed[1], unrolled[1], "output and final state")
+    assert_close(replayed[2], unrolled[2], "gradients of the tensors that need one")
+
+
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_under_no_grad_the_replayed_forward_equals_op_by_op_and_builds_no_graph(kind, monkeypatch):
     replays = []
@@ -359,7 +398,7 @@ def test_under_no_grad_the_replayed_forward_equals_op_by_op_and_builds_no_graph(
         output, final = module(x)
         with nn.replay(False):
             expected, expected_final = module(x)
-    assert replays == [3, 3]  # both layers, steps 3..5; none under replay(False)
+    assert replays == [4, 4]  # both layers, steps 2..5; none under replay(False)
     assert_close([output.data, *(p.data for p in parts(final))],
                  [expected.data, *(p.data for p in parts(expected_final))], "no_grad forward")
     for t in (output, *parts(final)):

@@ -71,12 +71,12 @@ def test_dot_of_an_unrolled_lstm_names_each_parameter_once():
     assert "weight_ih_l0\\n(8, 3)\\nparameter, used 1x" in text  # one input projection for all steps
 
 
-def test_a_replayed_lstm_runs_three_steps_op_by_op_then_one_loop_node():
+def test_a_replayed_lstm_runs_two_steps_op_by_op_then_one_loop_node():
     module = nn.LSTM(3, 2, dtype=np.float64)
     output, _ = module(tr.Tensor(np.ones((9, 1, 3))))
     counts = viz.graph_counts(output.sum(), module)
     assert counts.ops["recurrent_loop"] == 1
-    assert counts.parameter_uses["weight_hh_l0"] == 3 + 1  # steps 0-2 op by op (1 and 2 recorded), then steps 3-8
+    assert counts.parameter_uses["weight_hh_l0"] == 2 + 1  # steps 0 and 1 op by op (and recorded), then steps 2-8
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")

@@ -125,7 +125,7 @@ class Recurrent(Module):
         if lengths is None:
             return run_replayed(advance, cell.output, inputs, state, self.reverse,
                                 lambda new_state: check_state(cell, new_state, expected, "forward() returned a state that"),
-                                cell.replayable)
+                                cell.replayable, any(p.requires_grad for p in cell.parameters()))
         # with lengths: reversal was done on x within each row's length, so time runs forward here
         outputs = [None] * steps
         shortest = lengths.min()

@@ -1,11 +1,11 @@
 """A recurrent loop as one graph node: the cell's step recorded once and replayed for every step.
 
-``Recurrent`` runs its loop through ``run_replayed``. The first three steps run as ordinary ops;
-the second and third are also recorded (``tape.record``), and if both recordings ran the same
-ops on the same constants, the remaining steps run from the recording: each op's forward kernel
-on arrays, with no Tensor, node or heap per op. Those steps become a single node of the graph,
-whose backward replays the recorded backward program from the last step to the first, carrying
-the state's gradient from step to step. Weights used at every step collect every step's
+``Recurrent`` runs its loop through ``run_replayed``. The first two steps run as ordinary ops
+and are recorded (``tape.record``); if both recordings ran the same ops on the same constants,
+the remaining steps run from the recording: each op's forward kernel on arrays, with no Tensor,
+node or heap per op. Those steps become a single node of the graph, whose backward replays the
+recorded backward program from the last step to the first, carrying the state's gradient from
+step to step. Weights used at every step collect every step's
 gradient before the walk goes on (``ProductGrad``: one product over all steps, not one per step).
 
 Memory: every step's output is written straight into the (T, N, H') array the layer returns,
@@ -52,32 +52,41 @@ class replay:
         return _run_inside(lambda: replay(self.value), fn)
 
 
-def run_replayed(advance, output, inputs, state, reverse, check_first_state, replayable=True):
+def run_replayed(advance, output, inputs, state, reverse, check_first_state, replayable=True, cell_learns=False):
     """The loop h_t = advance(x_t, h_{t-1}), y_t = output(h_t): -> (outputs (T, N, H'), final state).
 
     ``inputs`` (T, N, ...) Tensor, ``state`` a Tensor or tuple of Tensors; ``reverse`` runs t from
     T-1 down to 0 (outputs stay aligned with the inputs); ``check_first_state(new_state)`` raises
-    if the first step returned a malformed state. With ``replayable`` False (or under
-    ``replay(False)``) every step runs op by op.
+    if the first step returned a malformed state; ``cell_learns``: whether the cell has parameters
+    that require grad. With ``replayable`` False (or under ``replay(False)``) every step runs op by op.
 
-    The first three steps run op by op, as ordinary graph ops; the second and third are also
-    recorded. If both recordings ran the same ops on the same constants, the remaining steps are
-    replayed from the third as one graph node. Otherwise (an op without a kernel, values read in
-    Python, a constant made inside the step, constants that differ between steps) the loop simply
-    goes on op by op, so every step runs exactly once either way.
+    The first two steps run op by op, as ordinary graph ops, and are recorded. If both recordings
+    ran the same ops on the same constants, the remaining steps are replayed from the second as
+    one graph node. Otherwise (an op without a kernel, values read in Python, a constant made
+    inside the step, constants that differ between steps) the loop simply goes on op by op, so
+    every step runs exactly once either way.
+
+    Every later step's state needs a gradient whenever anything does, so the first step is recorded
+    on a state that needs one too (a leaf on the same array where the given state needs none: the
+    gradient it collects goes nowhere), or its recording would differ from the second's.
     """
     order = list(range(inputs.shape[0] - 1, -1, -1) if reverse else range(inputs.shape[0]))
     tuple_state = not isinstance(state, Tensor)
 
     def step(x, *parts):
-        new_state = advance(x, tuple(parts) if tuple_state else parts[0])
+        new_state = advance(x, _state_of(parts, tuple_state))
+        check_first_state(new_state)
         return (*_parts(new_state), output(new_state))
 
     outputs, recordings = {}, []
-    recording = replayable and replay.enabled and len(order) > 3  # a replay needs a step after the three
+    recording = replayable and replay.enabled and len(order) > 2  # a replay needs a step after the two
+    if recording and _GradMode.enabled and (cell_learns or inputs.requires_grad
+                                            or any(p.requires_grad for p in _parts(state))):
+        state = _state_of([p if p.requires_grad or p.dtype.kind != "f" else Tensor(p.data, requires_grad=True)
+                           for p in _parts(state)], tuple_state)
     for k, t in enumerate(order):
         x = inputs[t]
-        if k in (1, 2) and recording and (k == 1 or recordings):
+        if k < 2 and recording and (k == 0 or recordings):
             tape, results = record(step, [x, *_parts(state)])
             new_state, outputs[t] = _state_of(results[:-1], tuple_state), results[-1]
             if _replayable(tape, results, state):
@@ -85,11 +94,11 @@ def run_replayed(advance, output, inputs, state, reverse, check_first_state, rep
         else:
             new_state = advance(x, state)
             outputs[t] = output(new_state)
-        if k == 0:
-            check_first_state(new_state)
+            if k == 0:
+                check_first_state(new_state)
         state = new_state
-        if k == 2 and len(recordings) == 2 and recordings[1].same_as(recordings[0]):
-            return _replay(recordings[1], inputs, order, [outputs[t] for t in order[:3]], state, tuple_state)
+        if k == 1 and len(recordings) == 2 and recordings[1].same_as(recordings[0]):
+            return _replay(recordings[1], inputs, order, [outputs[t] for t in order[:2]], state, tuple_state)
     return stack([outputs[t] for t in range(len(order))]), state
 
 
