@@ -18,11 +18,13 @@ with the baseline's before it is timed: one that disagrees (relative error above
 warning row instead of a time, so a fast but wrong implementation never shows a good ratio.
 Peak memory is measured with tracemalloc, which sees NumPy's arrays but not torch's.
 
-Timing: the checked implementations of one (cell, size) are timed together in --repeats
-interleaved rounds; each round times every one of them once (enough back-to-back calls to last
-50 ms or more), in an order rotated from round to round. "median ms" is the median over rounds;
-"x baseline" is the median over rounds of (its time / the baseline's time in the same round), a
-paired ratio, so load that drifts during the run hits both sides of each ratio alike.
+Timing: the checked NumPy-based implementations of one (cell, size) are timed together in
+--repeats interleaved rounds; each round times every one of them once (enough back-to-back calls
+to last 50 ms or more), in an order rotated from round to round. "median ms" is the median over
+rounds; "x baseline" is the median over rounds of (its time / the baseline's time in the same
+round), a paired ratio, so load that drifts during the run hits both sides of each ratio alike.
+torch's rows are timed the same way in a group of their own (interleaving the two libraries would
+time their worker threads fighting over the cores), and their ratio is median / baseline median.
 
 Reading the numbers: torch.nn.LSTM runs a fused oneDNN kernel (mkldnn_rnn_layer) on the CPU,
 while torch.nn.RNN and GRU do not. OPENBLAS_CORETYPE, when set, chooses NumPy's OpenBLAS
@@ -196,7 +198,7 @@ def torch_loop_step(problem):
     return step
 
 
-IMPLEMENTATIONS = {  # name: (factory, whether tracemalloc sees its memory)
+IMPLEMENTATIONS = {  # name: (factory, whether it runs on NumPy: shares its BLAS threads, tracemalloc sees its memory)
     "numpy baseline": (baseline_step, True),
     "tinygrad_rnn.nn": (ours_module_step, True),
     "tinygrad_rnn.bptt": (ours_bptt_step, True),
@@ -255,21 +257,34 @@ def measure_against_baseline(problem, names, repeats):
     checked one timed together in ``repeats`` interleaved rounds (``interleaved_times``).
 
     Returns {name: result} with the baseline first, each result the ``checked_step`` dict plus
-    "seconds", the median of its rounds, and "ratio", the median over rounds of its time over
-    the baseline's in the same round (a paired ratio); both None when it was not timed.
+    "seconds", the median of its rounds, and "ratio": for the NumPy-based rows the median over
+    rounds of its time over the baseline's in the same round (a paired ratio), for torch's rows
+    its median over the baseline's; both None when it was not timed.
+
+    The NumPy-based rows and torch's are timed in separate groups: each library leaves its worker
+    threads spinning for a while after a call, so a torch call right before a NumPy one (or the
+    other way round) would make both fight for the two cores and time that fight instead.
     """
     baseline = checked_step("numpy baseline", problem)
     results = {"numpy baseline": baseline}
     for name in names:
         if name != "numpy baseline":
             results[name] = checked_step(name, problem, baseline["grads"])
-    times = interleaved_times({name: result["step"] for name, result in results.items()
-                               if result["step"] is not None}, repeats)
+    times = {}
+    for uses_numpy in (True, False):
+        times.update(interleaved_times({name: result["step"] for name, result in results.items()
+                                        if result["step"] is not None and IMPLEMENTATIONS[name][1] == uses_numpy},
+                                       repeats))
     baseline_times = times.get("numpy baseline")
     for name, result in results.items():
         rounds = times.get(name)
         result["seconds"] = statistics.median(rounds) if rounds else None
-        result["ratio"] = median_paired_ratio(rounds, baseline_times) if rounds and baseline_times else None
+        if not (rounds and baseline_times):
+            result["ratio"] = None
+        elif IMPLEMENTATIONS[name][1]:
+            result["ratio"] = median_paired_ratio(rounds, baseline_times)
+        else:
+            result["ratio"] = result["seconds"] / statistics.median(baseline_times)
     return results
 
 
@@ -314,10 +329,11 @@ def main(argv=None):
         for size in args.sizes:
             rows += bench_rows(cell, size, args.repeats or DEFAULT_REPEATS[size])
     print(format_table(HEADERS, rows))
-    print("Each (cell, size): all its rows timed together in interleaved rounds (one measurement of "
-          "each per round, order rotated). median ms: median over rounds. x baseline: median over "
-          "rounds of (its time / the NumPy baseline's in the same round), lower is faster. peak MiB: "
-          "tracemalloc peak of one step (the baseline's includes allocating its reusable workspace).")
+    print("Each (cell, size): the NumPy-based rows timed together in interleaved rounds (one measurement "
+          "of each per round, order rotated), torch's rows likewise in a group of their own. median ms: "
+          "median over rounds. x baseline: median over rounds of (its time / the NumPy baseline's in the "
+          "same round) for NumPy-based rows, median / the baseline's median for torch's; lower is faster. "
+          "peak MiB: tracemalloc peak of one step (the baseline's includes allocating its reusable workspace).")
     print(load_report("after"))
 
 
