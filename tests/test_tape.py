@@ -20,6 +20,7 @@ from hypothesis import given, settings, strategies as st
 
 import tinygrad_rnn as tr
 from tinygrad_rnn.ops import linear
+import tinygrad_rnn.tape as tape_module
 from tinygrad_rnn.tape import record
 from tinygrad_rnn.tensor import ProductGrad
 
@@ -337,6 +338,26 @@ def test_two_recordings_of_the_same_function_on_different_inputs_agree(name, n, 
     fn, _, first, second = build_case(name, n, d, seed)
     one, two = recorded(fn, first), recorded(fn, second)
     assert one.same_as(two) and two.same_as(one)
+
+
+@settings(max_examples=20, deadline=None)
+@case_examples
+def test_recordings_of_one_structure_share_compiled_code_and_bind_their_own_names(name, n, d, seed):
+    """The source is generated and compiled once per structure; each recording binds its own
+    kernels, ctx and shapes (the values replay and backward then read are checked above)."""
+    fn, _, first, second = build_case(name, n, d, seed)
+    one, two = recorded(fn, first), recorded(fn, second)
+    for which, program in (("forward", two.forward_program), ("backward", two.backward_program)):
+        made_one, made_two = tape_module._compiled(one, which), tape_module._compiled(two, which)
+        assert made_one.__code__ is made_two.__code__, which
+        bound = dict(zip(made_two.__code__.co_freevars, (cell.cell_contents for cell in made_two.__closure__ or ())))
+        for k, op in enumerate(program):
+            for prefix, value in (("f" if which == "forward" else "b", op[0]), ("c", op[1])):
+                if f"{prefix}{k}" in bound:
+                    assert bound[f"{prefix}{k}"] is value, f"{which}: {prefix}{k}"
+        for slot, shape in enumerate(two.shapes):
+            if f"S{slot}" in bound:
+                assert bound[f"S{slot}"] == shape
 
 
 @pytest.mark.parametrize("made", ["a fresh random mask", "a mask from the data"])

@@ -165,7 +165,7 @@ class Tape:
         for i, array in zip(self.input_slots, inputs):
             values[i] = array
         if self._forward is None:
-            self._forward = _compiled(*_forward_source(self), "forward")
+            self._forward = _compiled(self, "forward")
         return self._forward(values)
 
     def release(self):
@@ -186,7 +186,7 @@ class Tape:
         (a ``ProductGrad`` stays factored across calls).
         """
         if self._backward is None:
-            self._backward = _compiled(*_backward_source(self), "backward")
+            self._backward = _compiled(self, "backward")
         return self._backward(values, output_grads, external_grads, external_owned)
 
     def source(self):
@@ -194,24 +194,51 @@ class Tape:
         return _forward_source(self)[0] + "\n" + _backward_source(self)[0]
 
 
-_MAKERS = {}  # generated source -> the compiled function that binds its names
+_MAKERS = {}  # a program's structure -> the compiled function that binds its names, and where each name comes from
 
 
-def _compiled(source, names, name):
-    """The function ``name`` defined by ``source``, with ``names`` (kernels, ctx, shapes) bound.
+def _compiled(tape, which):
+    """``tape``'s program ``which`` ("forward" or "backward") as a function, its names bound to this
+    tape's kernels (``f{n}``, ``b{n}``: op n's function), ``ctx`` (``c{n}``) and shapes (``S{j}``).
 
-    The source depends only on the program's structure, so a cell's step compiles once per
-    process: later recordings only bind their own kernels, ctx and shapes.
+    The source depends only on the program's structure (``_structure``), so a cell's step is
+    generated and compiled once per process: later recordings only bind their own names.
     """
-    make = _MAKERS.get(source)
-    if make is None:
-        parameters = sorted(names)
+    key = _structure(tape, which)
+    made = _MAKERS.get(key)
+    if made is None:
+        source, names = (_forward_source if which == "forward" else _backward_source)(tape)
         body = "".join(f"    {line}\n" for line in source.splitlines())
-        wrapper = f"def make({', '.join(parameters)}):\n{body}    return {name}\n"
+        wrapper = f"def make({', '.join(sorted(names))}):\n{body}    return {which}\n"
         namespace = {}
-        exec(compile(wrapper, f"<tape {name}>", "exec"), namespace)  # source generated above, from slot numbers only
-        make = _MAKERS[source] = namespace["make"]
-    return make(**names)
+        exec(compile(wrapper, f"<tape {which}>", "exec"), namespace)  # source generated above, from slot numbers only
+        made = _MAKERS[key] = namespace["make"], [_origin(name, value) for name, value in names.items()]
+    make, origins = made
+    program, shapes = tape.forward_program if which == "forward" else tape.backward_program, tape.shapes
+    return make(**{name: value if kind is None else shapes[n] if kind == "S" else program[n][kind == "c"]
+                   for name, kind, n, value in origins})
+
+
+def _origin(name, value):
+    """(name, kind, n, value): kind "f"/"b" (op n's function), "c" (its ctx), "S" (slot n's shape),
+    or None for a helper that is the same for every tape (``value``)."""
+    kind, number = name[0], name[1:]
+    if kind in "fbcS" and number.isdigit():
+        return name, kind, int(number), None
+    return name, None, None, value
+
+
+def _structure(tape, which):
+    """Everything the generated source of ``which`` depends on, as a hashable key: the ops and their
+    wiring, which slots are kept, need gradients or are external, the shapes, and how getitems cut."""
+    if which == "forward":
+        return ("forward", tuple((kernel, ins, out) for kernel, _, ins, out in tape.forward_program),
+                tuple(sorted(tape.kept)), tuple(tape.output_slots))
+    cuts = tuple(_cut(op[1], tape.shapes[op[5][0]]) if op[0] is _getitem_backward and op[5][0] is not None
+                 and op[5][0] >= 0 else None for op in tape.backward_program)
+    return ("backward", tuple((op[0], *op[2:]) for op in tape.backward_program), tuple(tape.needs_grad),
+            tuple(sorted(tape.external_slots)), tuple(tape.output_slots), tuple(tape.input_slots),
+            tuple(tape.shapes), cuts)
 
 
 def _forward_source(tape):
