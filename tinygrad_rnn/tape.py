@@ -234,8 +234,7 @@ def _structure(tape, which):
     if which == "forward":
         return ("forward", tuple((kernel, ins, out) for kernel, _, ins, out in tape.forward_program),
                 tuple(sorted(tape.kept)), tuple(tape.output_slots))
-    cuts = tuple(_cut(op[1], tape.shapes[op[5][0]]) if op[0] is _getitem_backward and op[5][0] is not None
-                 and op[5][0] >= 0 else None for op in tape.backward_program)
+    cuts = tuple(_piece_cut(op, tape.shapes) for op in tape.backward_program)
     return ("backward", tuple((op[0], *op[2:]) for op in tape.backward_program), tuple(tape.needs_grad),
             tuple(sorted(tape.external_slots)), tuple(tape.output_slots), tuple(tape.input_slots),
             tuple(tape.shapes), cuts)
@@ -342,11 +341,10 @@ def _tiles(tape, reaching):
     in order along the axis). Their gradient is the pieces' gradients side by side, one
     ``concatenate`` instead of a zero buffer and an addition per piece."""
     cuts = {}
-    for n, (backward, ctx, out, _, _, routes, _) in enumerate(tape.backward_program):
-        if backward is _getitem_backward and routes[0] is not None and routes[0] >= 0:
-            cut = _cut(ctx, tape.shapes[routes[0]])
-            if cut is not None:
-                cuts.setdefault(routes[0], []).append((cut, out, n))
+    for n, op in enumerate(tape.backward_program):
+        cut = _piece_cut(op, tape.shapes)
+        if cut is not None:
+            cuts.setdefault(op[5][0], []).append((cut, op[2], n))
     tiles = {}
     for j, pieces in cuts.items():
         pieces.sort()
@@ -357,6 +355,14 @@ def _tiles(tape, reaching):
                 and all(start == end for (start, _), end in zip(bounds, ends))):
             tiles[j] = (axis, [(out, n) for _, out, n in pieces])
     return tiles
+
+
+def _piece_cut(op, shapes):
+    """For a backward-program op that is a getitem of a per-call slot: ``_cut`` of its index, else None."""
+    backward, ctx, _, _, _, routes, _ = op
+    if backward is _getitem_backward and routes[0] is not None and routes[0] >= 0:
+        return _cut(ctx, shapes[routes[0]])
+    return None
 
 
 def _cut(ctx, shape):

@@ -5,8 +5,8 @@ and are recorded (``tape.record``); if both recordings ran the same ops on the s
 the remaining steps run from the recording: each op's forward kernel on arrays, with no Tensor,
 node or heap per op. Those steps become a single node of the graph, whose backward replays the
 recorded backward program from the last step to the first, carrying the state's gradient from
-step to step. Weights used at every step collect every step's
-gradient before the walk goes on (``ProductGrad``: one product over all steps, not one per step).
+step to step. Weights used at every step collect every step's gradient before the walk goes on
+(``ProductGrad``: one product over all steps, not one per step).
 
 Memory: every step's output is written straight into the (T, N, H') array the layer returns,
 and the step's state h_t is read from there (no second copy); the input's gradient is one
