@@ -7,11 +7,6 @@ import time
 import tracemalloc
 
 
-def _check_counts(repeats, warmup):
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
-
-
 def _calls_per_measurement(fn, warmup, min_repeat_seconds):
     """Makes ``warmup`` untimed calls of ``fn()``, then times one more and returns how many
     back-to-back calls one measurement needs to last at least ``min_repeat_seconds`` (1 when a
@@ -46,7 +41,8 @@ def interleaved_times(steps, repeats, warmup=1, min_repeat_seconds=0.05):
     repeats and then the next's lets a slow minute land on one fn only, while within a round all
     fns see nearly the same load, so per-round ratios (see ``median_paired_ratio``) cancel it.
     """
-    _check_counts(repeats, warmup)
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     for name, fn in steps.items():
         if not callable(fn):
             raise TypeError(f"interleaved_times: steps[{name!r}] is {type(fn).__name__}, not callable")
