@@ -395,7 +395,7 @@ class Tensor:
         ``tape`` to replay it (None: the op cannot be replayed).
         """
         out = object.__new__(cls)
-        out.data = data
+        out.data = data if type(data) is np.ndarray else np.asarray(data)  # a 0-d result: an array, never a NumPy scalar
         out.grad = None
         out.requires_grad = False
         out._node = None
@@ -403,7 +403,7 @@ class Tensor:
             for p in parents:
                 if p.requires_grad:
                     out.requires_grad = True
-                    out._node = _op_node(data, parents, backward, ctx, save)
+                    out._node = _op_node(out.data, parents, backward, ctx, save)
                     break
         if _Recording.records is not None:
             _Recording.records.append((forward, ctx, parents, out, backward, save))
@@ -600,6 +600,8 @@ def _walk(roots, root_grads, create_graph, inputs):
                 parent_grads = backward(g, node.out, node.ctx, *node.saved)
             for p, pg in zip(node.inputs, parent_grads):
                 if pg is not None and p is not None:
+                    if isinstance(pg, np.generic):  # NumPy computes 0-d results as scalars: make them arrays
+                        pg = np.asarray(pg)
                     if type(pg) is np.ndarray and p not in grads:  # the common case, inlined
                         grads[p] = pg
                         heappush(heap, (-p.seq, p))
