@@ -28,13 +28,29 @@ import weakref
 
 import numpy as np
 
-__all__ = ["Tensor", "no_grad", "set_default_dtype", "get_default_dtype", "grad"]
+__all__ = ["Tensor", "no_grad", "set_default_dtype", "get_default_dtype", "grad", "walk_scratch"]
 
 
 class _GradMode:
     """Whether ops record the graph (switched off by ``no_grad``)."""
 
     enabled = True
+
+
+class _Walk:
+    """The scratch space of the backward walk in progress (None outside a walk); see ``walk_scratch``."""
+
+    scratch = None
+
+
+def walk_scratch():
+    """A dict that lives exactly as long as the backward walk in progress, for a node's backward to
+    leave something for another node of the same walk (a recurrent loop's final state hands its
+    gradient to the loop this way). Nothing in it outlives the walk: not when it finishes, not when
+    a hook raises, not when the user interrupts it (so a later walk never sees a stale value)."""
+    if _Walk.scratch is None:
+        raise RuntimeError("walk_scratch() is only available inside a backward walk")
+    return _Walk.scratch
 
 
 class _Recording:
@@ -560,8 +576,8 @@ def _walk(roots, root_grads, create_graph, inputs):
     grads, owned, heap = {}, set(), []
     heappop, heappush = heapq.heappop, heapq.heappush
     capture = None if inputs is None else {x._node: None for x in inputs}
-    previous_mode = _GradMode.enabled
-    _GradMode.enabled = create_graph
+    previous_mode, previous_scratch = _GradMode.enabled, _Walk.scratch
+    _GradMode.enabled, _Walk.scratch = create_graph, {}
     try:
         for t, g in zip(roots, root_grads):
             g = _root_gradient(t, g, create_graph)
@@ -608,8 +624,8 @@ def _walk(roots, root_grads, create_graph, inputs):
                     elif _accumulate(grads, owned, p, p.shape, pg, create_graph):
                         heappush(heap, (-p.seq, p))
             parent_grads = pg = None  # a gradient no parent took is freed now, not after the next backward
-    finally:
-        _GradMode.enabled = previous_mode
+    finally:  # whatever way the walk ends, it leaves nothing behind
+        _GradMode.enabled, _Walk.scratch = previous_mode, previous_scratch
     return capture
 
 

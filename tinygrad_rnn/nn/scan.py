@@ -24,7 +24,7 @@ import numpy as np
 
 from ..ops import stack
 from ..tape import record
-from ..tensor import FreshGrad, ProductGrad, Tensor, _GradMode, _run_inside
+from ..tensor import FreshGrad, ProductGrad, Tensor, _GradMode, _run_inside, walk_scratch
 
 __all__ = ["replay", "run_replayed"]
 
@@ -127,8 +127,9 @@ def _replay(tape, inputs, order, ran, state, tuple_state):
     -> (the outputs of all steps (T, N, H') in time order, the final state).
 
     The node's output is the outputs; each part of the final state is a node of its own on top of
-    it, which hands its gradient to the loop (``loop.final_grads``) and sends the outputs a zero
-    gradient (a broadcast scalar: no memory), so that the walk always reaches the loop.
+    it, which hands its gradient to the loop (through ``walk_scratch``, so that a walk that stops
+    part-way leaves nothing for the next one) and sends the outputs a zero gradient (a broadcast
+    scalar: no memory), so that the walk always reaches the loop.
     """
     parts = _parts(state)
     tape.release()  # its step's arrays (a view of the inputs among them) are not needed any more
@@ -142,7 +143,7 @@ def _replay(tape, inputs, order, ran, state, tuple_state):
     loop.learned_slots = [i for i, _ in learned]
     loop.parts_need_grad = [p.requires_grad for p in parts]
     loop.inputs_need_grad = inputs.requires_grad
-    loop.final_grads = [None] * len(finals)
+    loop.n_finals = len(finals)
     outputs = Tensor._result(outputs, (inputs, *parts, *ran, *[t for _, t in learned]), _recurrent_loop_backward,
                              loop, (False, ()))
     finals = [Tensor._result(f, (outputs,), _recurrent_loop_state_backward, (loop, k), (False, ()))
@@ -194,7 +195,7 @@ class _Loop:
 def _recurrent_loop_state_backward(g, out, ctx, outputs):
     """A final state part's gradient, handed to the loop; the outputs get a zero gradient of no size."""
     loop, k = ctx
-    loop.final_grads[k] = g
+    walk_scratch().setdefault(loop, [None] * loop.n_finals)[k] = g
     return (np.broadcast_to(np.zeros((), dtype=loop.outputs.dtype), loop.outputs_shape),)
 
 
@@ -204,8 +205,7 @@ def _recurrent_loop_backward(g, out, loop, inputs, *rest):
     if type(g) is not np.ndarray:
         raise RuntimeError("backward(create_graph=True) through a replayed recurrent layer is not supported: "
                            "run its forward under `with tinygrad_rnn.nn.replay(False):` to record it op by op")
-    tape, carried = loop.tape, loop.final_grads
-    loop.final_grads = [None] * len(carried)  # this backward's: a later backward brings its own
+    tape, carried = loop.tape, walk_scratch().pop(loop, [None] * loop.n_finals)  # this walk's, if any
     # the whole input's gradient, these steps' rows filled: the steps run op by op add theirs in place
     g_inputs = np.zeros(loop.inputs_shape, dtype=loop.inputs_dtype) if loop.inputs_need_grad else None
     learned, learned_owned = {}, set()
