@@ -20,6 +20,8 @@ make that checkable:
   wiring and constant; a constant computed from the data (``Tensor(h.data > 0)``, a random mask)
   differs between them.
 """
+from collections import OrderedDict
+
 import numpy as np
 
 from .ops import _getitem_backward, op_name_of
@@ -194,7 +196,9 @@ class Tape:
         return _forward_source(self)[0] + "\n" + _backward_source(self)[0]
 
 
-_MAKERS = {}  # a program's structure -> the compiled function that binds its names, and where each name comes from
+COMPILED_PROGRAMS = 128  # the most compiled programs kept (a few per layer and batch shape in use)
+_MAKERS = OrderedDict()  # a program's structure -> the compiled function that binds its names, and where each
+#                          name comes from; least recently used first, dropped beyond COMPILED_PROGRAMS
 
 
 def _compiled(tape, which):
@@ -202,17 +206,22 @@ def _compiled(tape, which):
     tape's kernels (``f{n}``, ``b{n}``: op n's function), ``ctx`` (``c{n}``) and shapes (``S{j}``).
 
     The source depends only on the program's structure (``_structure``), so a cell's step is
-    generated and compiled once per process: later recordings only bind their own names.
+    generated and compiled once per process: later recordings only bind their own names. The
+    ``COMPILED_PROGRAMS`` most recently used programs are kept (each distinct shape is a program).
     """
     key = _structure(tape, which)
     made = _MAKERS.get(key)
-    if made is None:
+    if made is not None:
+        _MAKERS.move_to_end(key)
+    else:
         source, names = (_forward_source if which == "forward" else _backward_source)(tape)
         body = "".join(f"    {line}\n" for line in source.splitlines())
         wrapper = f"def make({', '.join(sorted(names))}):\n{body}    return {which}\n"
         namespace = {}
         exec(compile(wrapper, f"<tape {which}>", "exec"), namespace)  # source generated above, from slot numbers only
         made = _MAKERS[key] = namespace["make"], [_origin(name, value) for name, value in names.items()]
+        if len(_MAKERS) > COMPILED_PROGRAMS:
+            _MAKERS.popitem(last=False)
     make, origins = made
     program, shapes = tape.forward_program if which == "forward" else tape.backward_program, tape.shapes
     return make(**{name: value if kind is None else shapes[n] if kind == "S" else program[n][kind == "c"]
