@@ -50,11 +50,26 @@ def test_reshape_to_an_impossible_shape():
         leaf(np.ones((2, 3))).reshape(4, 2)
 
 
-def test_bad_transpose_axes():
+def test_bad_permute_axes():
     x = leaf(np.ones((2, 3, 4)))
     for axes in [(0, 1), (0, 1, 1), (0, 1, 3), (0, 1, -4)]:
-        with pytest.raises(ValueError, match="not a permutation"):
-            x.transpose(axes)
+        with pytest.raises(ValueError, match=re.escape("not a permutation of the axes of a tensor of shape (2, 3, 4)")):
+            x.permute(axes)
+    with pytest.raises(TypeError, match="permute: dims must be integers"):
+        x.permute(0, 1.0, 2)
+
+
+@pytest.mark.parametrize("args", [(), ((1, 0, 2),), (1, 0, 2), (0,), (0, 1.5), (True, 0)])
+def test_transpose_takes_exactly_two_axes_as_in_pytorch(args):
+    """NumPy's spellings (no axes, a permutation) mean something else in PyTorch: refused, pointing to permute."""
+    with pytest.raises(TypeError, match=r"transpose\(dim0, dim1\) swaps two axes.*permute"):
+        leaf(np.ones((2, 3, 4))).transpose(*args)
+
+
+@pytest.mark.parametrize("shape, dims", [((2, 3), (0, 2)), ((2, 3), (-3, 0)), ((), (0, 1))])
+def test_transpose_axis_out_of_range_names_the_shape(shape, dims):
+    with pytest.raises(ValueError, match=f"transpose: axis -?\\d+ is out of range for a tensor of shape {shape_text(shape)}"):
+        leaf(np.ones(shape)).transpose(*dims)
 
 
 def test_bad_split_and_chunk_arguments():

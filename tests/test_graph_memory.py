@@ -71,7 +71,8 @@ def tiny_product_blocks(monkeypatch):
 
 @settings(max_examples=25, deadline=None)
 @given(steps=st.integers(1, 9), batch=st.integers(1, 4), seed=st.integers(0, 10_000),
-       how=st.sampled_from(["linear", "h @ W.T", "h @ WT, one WT for all steps", "h @ W.T.transpose(0, 1).T.T"]))
+       how=st.sampled_from(["linear", "h @ W.T", "h @ WT, one WT for all steps", "h @ W.T.permute(0, 1).T.T",
+                                    "h @ W.transpose(0, 1)"]))
 def test_a_weight_used_at_every_step_gets_the_hand_summed_gradient(steps, batch, seed, how):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tensor_module, "_PRODUCT_BLOCK_BYTES", 1)
@@ -92,8 +93,10 @@ def check_weight_used_at_every_step(steps, batch, seed, how):
             pre = states[-1] @ W.T
         elif how == "h @ WT, one WT for all steps":
             pre = states[-1] @ shared_transpose
+        elif how == "h @ W.transpose(0, 1)":  # PyTorch's spelling of W.T
+            pre = states[-1] @ W.transpose(0, 1)
         else:  # an identity permutation between the transposes must leave the factors as they are
-            pre = states[-1] @ W.T.transpose(0, 1).T.T
+            pre = states[-1] @ W.T.permute(0, 1).T.T
         new = pre[:, :3].tanh()
         loss = loss + (new * tr.Tensor(upstream[t])).sum()
         states.append(new)

@@ -312,12 +312,37 @@ def shape_and_permutation(draw):
 
 @FAST
 @given(case=shape_and_permutation(), seed=seeds)
-def test_transpose(case, seed):
+def test_permute(case, seed):
     shape, axes = case
     values = smooth(np.random.default_rng(seed), shape)
-    assert_gradients(lambda x: x.transpose(axes), values, expected=lambda x: np.transpose(x, axes), seed=seed)
-    assert_gradients(lambda x: x.transpose(), values, expected=np.transpose, seed=seed)
+    assert_gradients(lambda x: x.permute(axes), values, expected=lambda x: np.transpose(x, axes), seed=seed)
+    assert_gradients(lambda x: x.permute(*axes), values, expected=lambda x: np.transpose(x, axes), seed=seed)
     assert_gradients(lambda x: x.T, values, expected=lambda x: x.T, seed=seed)
+
+
+@st.composite
+def shape_and_two_axes(draw):
+    """A shape and two of its axes (positive or negative; possibly the same one); 0-d: axes 0 and -1."""
+    shape = draw(shapes())
+    nominal = max(len(shape), 1)
+    return shape, draw(st.integers(-nominal, nominal - 1)), draw(st.integers(-nominal, nominal - 1))
+
+
+@FAST
+@given(case=shape_and_two_axes(), seed=seeds)
+def test_transpose_swaps_two_axes_as_in_pytorch(case, seed):
+    shape, dim0, dim1 = case
+    values = smooth(np.random.default_rng(seed), shape)
+    expected = (lambda x: np.swapaxes(x, dim0, dim1)) if shape else (lambda x: x)
+    assert_gradients(lambda x: x.transpose(dim0, dim1), values, expected=expected, seed=seed)
+
+
+def test_transpose_0_1_of_a_matrix_is_its_transpose_not_the_identity():
+    """NumPy's ``a.transpose(0, 1)`` is the identity permutation; PyTorch's swaps the axes."""
+    values = np.arange(6.0).reshape(2, 3)
+    assert_gradients(lambda x: x.transpose(0, 1), values, expected=lambda x: x.T)
+    assert_gradients(lambda x: x.transpose(1, 0), values, expected=lambda x: x.T)
+    assert_gradients(lambda x: x.transpose(-1, -2), values, expected=lambda x: x.T)
 
 
 @st.composite

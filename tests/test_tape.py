@@ -64,11 +64,11 @@ def reductions(n, d, rng):
 
 
 def shapes(n, d, rng):
-    """reshape (with -1), transpose with axes and reversed, .T, broadcast_to."""
+    """reshape (with -1), permute, transpose of two axes, .T, broadcast_to."""
     def fn(a, b):
-        flat = a.reshape(-1).reshape(1, n * d, 1).transpose(2, 0, 1)
+        flat = a.reshape(-1).reshape(1, n * d, 1).permute(2, 0, 1)
         return (a.reshape(d, n).T * 2 + a.transpose(1, 0).T, b.broadcast_to((n, d)) * a,
-                flat, a.transpose().sum(axis=0) * b.reshape(1, d).broadcast_to((3, d))[1:2].reshape(d)[0])
+                flat, a.T.sum(axis=0) * b.reshape(1, d).broadcast_to((3, d))[1:2].reshape(d)[0])
     return [(n, d), (d,)], [], fn
 
 

@@ -187,7 +187,7 @@ def _prepare(module, x):
     if x.ndim == 2:
         x = x.reshape(x.shape[0], 1, x.shape[1])
     elif x.ndim == 3:
-        x = x.transpose(1, 0, 2) if batch_first else x
+        x = x.transpose(0, 1) if batch_first else x
     else:
         layout = "(N, T, D)" if batch_first else "(T, N, D)"
         raise ValueError(f"x must be {layout} or unbatched (T, D), got shape {x.shape}")

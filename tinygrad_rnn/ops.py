@@ -301,8 +301,7 @@ def _linear_backward(g, out, need_x, x, weight, bias=None):
 
 
 def _swap_last(x):
-    axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
-    return x.transpose(axes)
+    return _permuted(x, tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2))
 
 
 # ===================================================================== elementwise unary
@@ -514,31 +513,62 @@ def _reshape_backward(g, out, ctx, a):
     return (g.reshape(a.shape),)
 
 
-def transpose(a, *axes):
-    """Permute axes (default: reverse them), as ``np.transpose``."""
-    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-        axes = tuple(axes[0])
-    if not axes:
-        axes = tuple(range(a.ndim))[::-1]
-    else:  # non-negative, or the inverse permutation below would be wrong
-        axes = tuple(int(ax) + a.ndim if ax < 0 else int(ax) for ax in axes)
-    if sorted(axes) != list(range(a.ndim)):
-        raise ValueError(f"transpose: axes {axes} are not a permutation of a {a.ndim}-D tensor's axes")
-    ctx = (axes, tuple(int(ax) for ax in np.argsort(axes)))
-    return _result(_transpose_forward(ctx, a.data), (a,), _transpose_backward, ctx, _NOTHING, _transpose_forward)
+def permute(a, *dims):
+    """The axes reordered, as ``torch.permute``: result axis i is input axis ``dims[i]``
+    (``permute(2, 0, 1)`` or ``permute((2, 0, 1))``; negative axes count from the end)."""
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = tuple(dims[0])
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
+        raise TypeError(f"permute: dims must be integers, got {dims!r}")
+    dims = tuple(int(d) + a.ndim if d < 0 else int(d) for d in dims)  # non-negative, for the inverse below
+    if sorted(dims) != list(range(a.ndim)):
+        raise ValueError(f"permute: dims {dims} are not a permutation of the axes of a tensor of shape {a.shape}")
+    ctx = (dims, tuple(int(d) for d in np.argsort(dims)))
+    return _result(_permute_forward(ctx, a.data), (a,), _permute_backward, ctx, _NOTHING, _permute_forward)
 
 
-def _transpose_forward(ctx, a):
-    """``ctx = (axes, their inverse permutation)``."""
+def _permute_forward(ctx, a):
+    """``ctx = (dims, their inverse permutation)``."""
     return a.transpose(ctx[0])
 
 
-def _transpose_backward(g, out, ctx, a):
-    return (g.transpose(ctx[1]),)
+def _permute_backward(g, out, ctx, a):
+    # the gradient moves its axes back: the inverse permutation
+    return (_permuted(g, ctx[1]),)
 
 
-_transpose_backward.passes_product_grad = True
-_SWAP = ((1, 0), (1, 0))  # the ``ctx`` of a 2-D transpose  # a weight's gradient stays factored through W.T
+_permute_backward.passes_product_grad = True  # a weight's gradient stays factored through W.T
+
+
+def _permuted(x, dims):
+    """``x`` with its axes permuted, for an ndarray, a factored gradient or a Tensor (create_graph)."""
+    return permute(x, dims) if type(x) is Tensor else x.transpose(dims)
+
+
+def transpose(a, *dims):
+    """``a`` with axes ``dim0`` and ``dim1`` swapped, as ``torch.transpose(a, dim0, dim1)``.
+
+    NumPy reads ``transpose(0, 1)`` as a full permutation (the identity, for a 2-D array): that
+    meaning is refused here, not guessed. A full permutation is ``permute(*dims)``; all axes
+    reversed is ``.T``.
+    """
+    if len(dims) != 2 or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
+        raise TypeError(f"transpose(dim0, dim1) swaps two axes, as in PyTorch; got transpose{dims!r}. "
+                        f"For a full permutation use permute(*dims); to reverse all axes use .T")
+    nominal = builtins.max(a.ndim, 1)  # a 0-d tensor has axes 0 and -1 here, as in PyTorch
+    for d in dims:
+        if not -nominal <= d < nominal:
+            raise ValueError(f"transpose: axis {d} is out of range for a tensor of shape {a.shape}")
+    order = list(range(a.ndim))
+    if order:
+        dim0, dim1 = (int(d) % a.ndim for d in dims)
+        order[dim0], order[dim1] = order[dim1], order[dim0]
+    return permute(a, order)
+
+
+def reversed_axes(a):
+    """``a.T``: every axis reversed (a 2-D transpose)."""
+    return permute(a, tuple(range(a.ndim))[::-1])
 
 
 def broadcast_to(a, shape):
@@ -784,9 +814,9 @@ Tensor.sum = sum
 Tensor.mean = mean
 Tensor.max = max
 Tensor.reshape = reshape
+Tensor.permute = permute
 Tensor.transpose = transpose
-Tensor.T = property(lambda a: _result(a.data.T, (a,), _transpose_backward, _SWAP, _NOTHING, _transpose_forward)
-                    if a.ndim == 2 else transpose(a))
+Tensor.T = property(reversed_axes)
 Tensor.broadcast_to = broadcast_to
 Tensor.split = split
 Tensor.chunk = chunk

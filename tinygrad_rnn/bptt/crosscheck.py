@@ -226,10 +226,10 @@ def _autograd_loss(module, problem, arrays):
                   for name, array in arrays.items() if name not in leaves)
     x, parts = leaves["x"], [leaves[name] for name in target.state_names]
     if target.sequence:
-        layer_x = x.transpose(1, 0, 2) if module.batch_first else x
+        layer_x = x.transpose(0, 1) if module.batch_first else x
         hx = _as_state([part.reshape((1,) + part.shape) for part in parts])
         outputs, final = module(layer_x, hx, lengths=problem.lengths)
-        outputs = outputs.transpose(1, 0, 2) if module.batch_first else outputs
+        outputs = outputs.transpose(0, 1) if module.batch_first else outputs
         final_parts = [part.reshape(part.shape[1:]) for part in _as_parts(final)]
     else:
         final_parts = _as_parts(module(x, _as_state(parts)))

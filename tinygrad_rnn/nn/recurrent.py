@@ -37,7 +37,7 @@ def _time_major(x, batch_first, who):
     if x.ndim != 3:
         layout = "(N, T, D)" if batch_first else "(T, N, D)"
         raise ValueError(f"{who}: input must be {layout} or unbatched (T, D), got shape {x.shape}")
-    return (x.transpose(1, 0, 2) if batch_first else x), False
+    return (x.transpose(0, 1) if batch_first else x), False
 
 
 def _check_lengths(lengths, steps, batch):
@@ -100,7 +100,7 @@ class Recurrent(Module):
         if unbatched:
             return outputs.reshape(outputs.shape[0], outputs.shape[2]), map_state(lambda s: s.reshape(s.shape[1:]), final)
         if self.batch_first:
-            outputs = outputs.transpose(1, 0, 2)
+            outputs = outputs.transpose(0, 1)
         return outputs, final
 
     def run(self, x, state, lengths):
@@ -214,7 +214,7 @@ class StackedRecurrent(Module):
         if unbatched:
             return x.reshape(steps, x.shape[2]), map_state(lambda s: s.reshape(s.shape[0], s.shape[2]), h_n)
         if self.batch_first:
-            x = x.transpose(1, 0, 2)
+            x = x.transpose(0, 1)
         return x, h_n
 
     def _split_hx(self, hx, batch, unbatched):
