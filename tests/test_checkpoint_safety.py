@@ -2,10 +2,25 @@
 steps done, an unwritable checkpoint path is refused before training, killed saves leave nothing
 behind for long and are never read as checkpoints, broken checkpoint files are named with the field
 that is wrong, and the process's cache of compiled programs stays bounded."""
+import glob
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 import tinygrad_rnn as tr
-from tinygrad_rnn import tape
+import tinygrad_rnn.functional as F
+from tinygrad_rnn import cli, tape
+from tinygrad_rnn.train import train_char_lm
+
+REPO = Path(__file__).resolve().parents[1]
+TEXT = "the cat sat on the mat. the dog sat on the log.\n" * 12
+SMALL = dict(seq_len=5, batch_size=3, hidden_size=6, embedding_dim=4, val_fraction=0.2, log=lambda line: None)
+TINY = ["--hidden", "8", "--seq-len", "5", "--batch-size", "3", "--sample-every", "0", "--eval-every", "5"]
 
 
 # ===================================================================== the compiled-program cache
@@ -38,3 +53,88 @@ def test_the_compiled_program_cache_stays_bounded_and_results_stay_exact():
         for got, want in zip(gradients, [x_again.grad] + [p.grad for p in lstm.parameters()]):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
         lstm.zero_grad()
+
+
+# ===================================================================== killed saves
+KILLED_SAVES = """
+import os, signal, sys
+import numpy as np
+import tinygrad_rnn as tr
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def half_written(file, **arrays):
+    file.write(b"PK\\x03\\x04 and then the power went out")
+    die()
+
+for where, path in zip(sys.argv[1::2], sys.argv[2::2]):  # each save in a child process killed mid-save
+    pid = os.fork()
+    if pid == 0:
+        if where == "write":
+            np.savez = half_written
+        else:
+            os.replace = die  # the temporary file is complete, the rename never happens
+        tr.nn.Linear(2, 2).save(path)
+    os.waitpid(pid, 0)
+"""
+
+
+def kill_saves(*saves):
+    """Run each (where, path) save in a process killed while writing ("write") or just before
+    renaming its complete temporary file over ``path`` ("rename"); -> the files the kills left."""
+    folder = os.path.dirname(saves[0][1])
+    before = set(os.listdir(folder))
+    subprocess.run([sys.executable, "-c", KILLED_SAVES, *[part for save in saves for part in save]],
+                   env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, check=True, timeout=60)
+    return sorted(set(os.listdir(folder)) - before)
+
+
+def test_a_save_removes_the_leftovers_of_killed_saves_to_its_path_and_no_other_file(tmp_path):
+    run, other = str(tmp_path / "run.npz"), str(tmp_path / "other.npz")
+    mine = ["notes.txt", ".tmp-abc123.npz", ".run.npz.tmp-draft", "run.npz.tmp-0123456789abcdef"]
+    for name in mine:
+        (tmp_path / name).write_text("the user's")
+    left = kill_saves(("write", run), ("write", run), ("rename", run), ("write", other))
+    # each killed save to run.npz removed the one before's leftover: one is left per path
+    assert [name.split(".tmp-")[0] for name in left] == [".other.npz", ".run.npz"], left
+    assert not (tmp_path / "run.npz").exists()
+
+    tr.nn.Linear(2, 2).save(run)
+    remaining = sorted(os.listdir(tmp_path))
+    assert remaining == sorted(mine + ["run.npz"] + [name for name in left if name.startswith(".other.npz.")])
+    assert all((tmp_path / name).read_text() == "the user's" for name in mine)
+
+
+def test_a_leftover_of_a_killed_save_is_never_read_as_a_checkpoint(tmp_path, capsys):
+    run = str(tmp_path / "run.npz")
+    (leftover,) = kill_saves(("rename", run))  # a complete archive that never became run.npz
+    with pytest.raises(ValueError, match=f"{leftover}.*killed before it finished.*load run.npz"):
+        tr.nn.Linear(2, 2).load(tmp_path / leftover)
+    assert sorted(glob.glob(str(tmp_path / "*.npz"))) == []
+    assert cli.main(["train", "--resume", "--checkpoint", run]) == 2
+    assert "cannot resume: no checkpoint at" in capsys.readouterr().err
+
+
+# ===================================================================== an unwritable checkpoint path
+@pytest.mark.parametrize("where", ["under a file", "a folder"])
+def test_a_checkpoint_path_that_cannot_be_written_is_refused_before_the_first_step(where, tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("not a folder")
+    path = tmp_path / "afile" / "run.npz" if where == "under a file" else tmp_path
+    steps = []
+    real_cross_entropy = F.cross_entropy
+    monkeypatch.setattr(F, "cross_entropy", lambda *args, **kwargs: steps.append(1) or real_cross_entropy(*args, **kwargs))
+    with pytest.raises(OSError, match=f"cannot write {re.escape(str(path))}: ") as caught:
+        train_char_lm(TEXT, steps=2, checkpoint=path, **SMALL)
+    assert steps == [] and ".tmp" not in str(caught.value)
+
+
+def test_the_train_command_names_an_unwritable_checkpoint_in_one_line(tmp_path, capsys):
+    (tmp_path / "afile").write_text("not a folder")
+    path = tmp_path / "afile" / "sub" / "lm.npz"
+    text = tmp_path / "tiny.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    assert cli.main(["train", "--text", str(text), "--steps", "2", "--checkpoint", str(path)] + TINY) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and f"cannot write {path}: " in captured.err, captured.err
+    assert "step 1" not in captured.out and ".tmp" not in captured.err

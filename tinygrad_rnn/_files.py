@@ -1,11 +1,22 @@
-"""Saving and loading arrays as .npz: written atomically, read with errors that name the file."""
+"""Saving and loading arrays as .npz: written atomically, read with errors that name the file.
+
+A save to ``folder/name`` writes a temporary file ``folder/.name.tmp-<16 hex digits>`` and, once it
+is complete and on disk, renames it over ``folder/name``. A writer killed before the rename leaves
+its temporary file behind; the next save to the same ``folder/name`` removes such leftovers (and no
+other file), and loading one is refused. They are hidden and do not end in ``.npz``, so a glob such
+as ``checkpoints/*.npz`` never lists them.
+"""
+import contextlib
 import os
-import tempfile
+import re
+import secrets
 import zipfile
 
 import numpy as np
 
-__all__ = ["save_arrays", "load_arrays"]
+__all__ = ["save_arrays", "load_arrays", "check_writable", "leftovers"]
+
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.tmp-[0-9a-f]{16}")  # .name.tmp-<token>: a save to name
 
 
 def save_arrays(path, arrays):
@@ -13,28 +24,87 @@ def save_arrays(path, arrays):
 
     The data goes to a temporary file in the same folder, is flushed to disk, and only then
     replaces ``path`` (``os.replace`` is atomic): a run killed mid-write leaves the old file whole.
+    Leftovers of earlier saves to ``path`` that were killed are removed first. OSError naming
+    ``path`` (never the temporary file) when it cannot be written.
     """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    tmp = _temporary_path(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        for leftover in leftovers(path):
+            os.remove(leftover)
+        with _create(tmp) as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a saved file gets the usual mode
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as error:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(error, OSError):
+            raise _cannot_write(path, error) from None
         raise
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def check_writable(path):
+    """Make sure ``save_arrays(path, ...)`` can write: ``path`` is not a folder, its folder exists
+    (it is made if missing) and takes a new file. OSError naming ``path`` and the reason if not."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {path}: it is a folder")
+    tmp = _temporary_path(path)
+    try:
+        _create(tmp).close()
+        os.remove(tmp)
+    except OSError as error:
+        raise _cannot_write(path, error) from None
+
+
+def leftovers(path):
+    """The temporary files that saves to ``path`` killed before they finished left in its folder."""
+    folder, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, entry) for entry in os.listdir(folder)
+                  if _leftover_target(entry) == name and os.path.isfile(os.path.join(folder, entry)))
+
+
+def _leftover_target(name):
+    """The file name a temporary file called ``name`` was to become, or None if it is not one."""
+    match = _TEMPORARY.fullmatch(name)
+    return match["target"] if match else None
+
+
+def _temporary_path(path):
+    """A new temporary file name next to ``path`` for a save to it (its folder is made if missing)."""
+    return os.path.join(_make_folder(path), f".{os.path.basename(path)}.tmp-{secrets.token_hex(8)}")
+
+
+def _create(path):
+    """A new file open for writing in binary, with the usual mode (0o666 less the umask)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
+
+
+def _make_folder(path):
+    """``path``'s folder, made if missing; OSError naming ``path`` if it cannot be."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        existing = folder
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise NotADirectoryError(f"cannot write {path}: {existing} is a file, not a folder") from None
+        raise _cannot_write(path, error) from None
+    return folder
+
+
+def _cannot_write(path, error):
+    """``error`` (an OSError) as one of its kind whose message names the target ``path``, the reason
+    and the file or folder that failed, unless that is the temporary file."""
+    culprit = error.filename
+    where = f": {culprit}" if culprit and _leftover_target(os.path.basename(culprit)) is None else ""
+    return type(error)(f"cannot write {path}: {error.strerror or error}{where}")
 
 
 def load_arrays(path):
@@ -44,6 +114,10 @@ def load_arrays(path):
         raise FileNotFoundError(f"no such file: {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a directory, not a saved .npz file")
+    target = _leftover_target(os.path.basename(path))
+    if target is not None:
+        raise ValueError(f"{path} is the temporary file of a save to {target} that was killed before it "
+                         f"finished, not a saved file: load {target}")
     with open(path, "rb") as file:
         if file.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
             raise ValueError(f"{path} is not a readable .npz file (it is not even a zip archive)")

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import functional as F
 from . import optim
+from ._files import check_writable
 from .checkpoint import (CheckpointError, best_checkpoint_path, checkpoint_parts, checkpoint_to_resume,
                          required_vocab, save_checkpoint, saved_vocab)
 from .data import CharVocab, load_sentiment, num_windows, stream_batches, train_val_split, unigram_loss
@@ -99,7 +100,8 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
 
     Raises TrainingDiverged, naming the step, when the loss or the gradient norm is not finite;
     the checkpoint on disk is then the last good one. Raises ValueError for bad arguments, text
-    with characters outside a resumed vocabulary, or a checkpoint that does not fit.
+    with characters outside a resumed vocabulary, or a checkpoint that does not fit, and OSError
+    naming ``checkpoint`` when it cannot be written (checked before the first step).
     """
     total_steps = _total_steps(steps, epochs)
     for name, value in (("eval_every", eval_every), ("log_every", log_every)):
@@ -112,6 +114,8 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
         raise ValueError("resume=True needs the checkpoint path to resume from")
     if not isinstance(text, str) or len(text) < 2:
         raise ValueError("train_char_lm needs a text of at least 2 characters")
+    if checkpoint is not None:
+        check_writable(checkpoint)
     manual_seed(seed)
     saved = checkpoint_to_resume(checkpoint) if resume else None
     vocab = required_vocab(saved_vocab(saved), checkpoint) if resume else CharVocab(text)
