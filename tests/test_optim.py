@@ -14,12 +14,13 @@ SHAPES = [(3,), (2, 4)]
 
 
 # ===================================================================== the equations, written out
-def reference_sgd(p, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
+def reference_sgd(p, grads, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+                  maximize=False):
     """Parameters after each step; a None gradient skips the step."""
     buffer, trajectory = None, []
     for g in grads:
         if g is not None:
-            d = g + weight_decay * p
+            d = (-g if maximize else g) + weight_decay * p
             if momentum != 0:
                 buffer = d if buffer is None else momentum * buffer + (1 - dampening) * d
                 d = d + momentum * buffer if nesterov else buffer
@@ -28,41 +29,56 @@ def reference_sgd(p, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0, 
     return trajectory
 
 
-def reference_adam(p, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    m = v = np.zeros_like(p)
+def reference_adam(p, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+                   maximize=False, decoupled_weight_decay=False):
+    m = v = v_max = np.zeros_like(p)
     t, trajectory = 0, []
     for g in grads:
         if g is not None:
             t += 1
-            g = g + weight_decay * p
+            g = -g if maximize else g
+            if decoupled_weight_decay:
+                p = p * (1 - lr * weight_decay)
+            else:
+                g = g + weight_decay * p
             m = betas[0] * m + (1 - betas[0]) * g
             v = betas[1] * v + (1 - betas[1]) * g**2
+            v_max = np.maximum(v_max, v)
             m_hat_scale = 1 / (1 - betas[0] ** t)
-            v_hat = v / (1 - betas[1] ** t)
+            v_hat = (v_max if amsgrad else v) / (1 - betas[1] ** t)
             p = p - lr * m_hat_scale * m / (np.sqrt(v_hat) + eps)
         trajectory.append(p)
     return trajectory
 
 
-def reference_adagrad(p, grads, lr=1e-2, eps=1e-10, weight_decay=0.0, initial_accumulator_value=0.0):
-    s, trajectory = np.full_like(p, initial_accumulator_value), []
+def reference_adamw(p, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
+                    maximize=False):
+    return reference_adam(p, grads, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay=True)
+
+
+def reference_adagrad(p, grads, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+                      eps=1e-10, maximize=False):
+    s, t, trajectory = np.full_like(p, initial_accumulator_value), 0, []
     for g in grads:
         if g is not None:
-            g = g + weight_decay * p
+            t += 1
+            g = (-g if maximize else g) + weight_decay * p
             s = s + g**2
-            p = p - lr * g / (np.sqrt(s) + eps)
+            p = p - lr / (1 + (t - 1) * lr_decay) * g / (np.sqrt(s) + eps)
         trajectory.append(p)
     return trajectory
 
 
-def reference_rmsprop(p, grads, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
-    a = b = np.zeros_like(p)
+def reference_rmsprop(p, grads, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+                      maximize=False):
+    a = b = mean = np.zeros_like(p)
     trajectory = []
     for g in grads:
         if g is not None:
-            g = g + weight_decay * p
+            g = (-g if maximize else g) + weight_decay * p
             a = alpha * a + (1 - alpha) * g**2
-            u = g / (np.sqrt(a) + eps)
+            mean = alpha * mean + (1 - alpha) * g
+            u = g / (np.sqrt(a - mean**2 if centered else a) + eps)
             if momentum > 0:
                 b = momentum * b + u
                 u = b
@@ -71,8 +87,8 @@ def reference_rmsprop(p, grads, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, wei
     return trajectory
 
 
-REFERENCES = {optim.SGD: reference_sgd, optim.Adam: reference_adam, optim.Adagrad: reference_adagrad,
-              optim.RMSprop: reference_rmsprop}
+REFERENCES = {optim.SGD: reference_sgd, optim.Adam: reference_adam, optim.AdamW: reference_adamw,
+              optim.Adagrad: reference_adagrad, optim.RMSprop: reference_rmsprop}
 
 unit = st.floats(0.0, 0.99)
 positive = st.floats(1e-3, 0.5)
@@ -84,30 +100,36 @@ def sgd_settings(draw):
     nesterov = momentum > 0 and draw(st.booleans())
     return {"lr": draw(positive), "momentum": momentum, "nesterov": nesterov,
             "weight_decay": draw(st.sampled_from([0.0, 0.1])),
-            "dampening": 0.0 if nesterov else draw(st.sampled_from([0.0, 0.3]))}
+            "dampening": 0.0 if nesterov else draw(st.sampled_from([0.0, 0.3])),
+            "maximize": draw(st.booleans())}
 
 
-def adam_settings():
+def adam_settings(**extra):
     return st.fixed_dictionaries({"lr": positive, "betas": st.tuples(unit, unit),
                                   "eps": st.sampled_from([1e-8, 0.1]),
-                                  "weight_decay": st.sampled_from([0.0, 0.1])})
+                                  "weight_decay": st.sampled_from([0.0, 0.1]),
+                                  "amsgrad": st.booleans(), "maximize": st.booleans(), **extra})
 
 
 def adagrad_settings():
-    return st.fixed_dictionaries({"lr": positive, "eps": st.sampled_from([1e-10, 0.1]),
+    return st.fixed_dictionaries({"lr": positive, "lr_decay": st.sampled_from([0.0, 0.1]),
+                                  "eps": st.sampled_from([1e-10, 0.1]),
                                   "weight_decay": st.sampled_from([0.0, 0.1]),
-                                  "initial_accumulator_value": st.sampled_from([0.0, 0.5])})
+                                  "initial_accumulator_value": st.sampled_from([0.0, 0.5]),
+                                  "maximize": st.booleans()})
 
 
 def rmsprop_settings():
     return st.fixed_dictionaries({"lr": positive, "alpha": unit, "eps": st.sampled_from([1e-8, 0.1]),
                                   "momentum": st.sampled_from([0.0, 0.9]),
-                                  "weight_decay": st.sampled_from([0.0, 0.1])})
+                                  "weight_decay": st.sampled_from([0.0, 0.1]),
+                                  "centered": st.booleans(), "maximize": st.booleans()})
 
 
 def optimizer_case():
     return st.one_of(st.tuples(st.just(optim.SGD), sgd_settings()),
-                     st.tuples(st.just(optim.Adam), adam_settings()),
+                     st.tuples(st.just(optim.Adam), adam_settings(decoupled_weight_decay=st.booleans())),
+                     st.tuples(st.just(optim.AdamW), adam_settings()),
                      st.tuples(st.just(optim.Adagrad), adagrad_settings()),
                      st.tuples(st.just(optim.RMSprop), rmsprop_settings()))
 
@@ -374,6 +396,22 @@ def test_clip_grad_value_clamps_in_place():
 # ===================================================================== torch.optim, when importable
 TORCH_CASES = [
     (optim.SGD, {"lr": 0.1}),
+    (optim.SGD, {}),
+    (optim.SGD, {"lr": 0.1, "momentum": 0.9, "maximize": True}),
+    (optim.SGD, {"lr": 0.1, "momentum": 0.5, "dampening": 0.5}),
+    (optim.Adam, {}),
+    (optim.Adam, {"lr": 0.05, "amsgrad": True, "weight_decay": 0.1}),
+    (optim.Adam, {"lr": 0.05, "maximize": True}),
+    (optim.Adam, {"lr": 0.05, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    (optim.AdamW, {}),
+    (optim.AdamW, {"lr": 0.05, "betas": (0.7, 0.8), "weight_decay": 0.3, "amsgrad": True}),
+    (optim.AdamW, {"lr": 0.05, "weight_decay": 0.0, "maximize": True}),
+    (optim.Adagrad, {}),
+    (optim.Adagrad, {"lr": 0.1, "lr_decay": 0.2}),
+    (optim.Adagrad, {"lr": 0.1, "lr_decay": 0.05, "maximize": True, "initial_accumulator_value": 0.1}),
+    (optim.RMSprop, {"lr": 0.01, "centered": True}),
+    (optim.RMSprop, {"lr": 0.01, "alpha": 0.8, "centered": True, "momentum": 0.7, "weight_decay": 0.05}),
+    (optim.RMSprop, {"lr": 0.01, "maximize": True, "momentum": 0.3}),
     (optim.SGD, {"lr": 0.1, "momentum": 0.9, "dampening": 0.2, "weight_decay": 0.01}),
     (optim.SGD, {"lr": 0.05, "momentum": 0.8, "nesterov": True, "weight_decay": 0.1}),
     (optim.Adam, {"lr": 0.01, "betas": (0.8, 0.9), "eps": 1e-6, "weight_decay": 0.1}),
@@ -417,3 +455,197 @@ def test_clip_grad_norm_matches_torch(norm_type):
     np.testing.assert_allclose(total, torch_total.item(), rtol=1e-12)
     for p, q in zip(params, torch_params):
         np.testing.assert_allclose(p.grad, q.grad.numpy(), rtol=1e-12)
+
+
+# ===================================================================== PyTorch's positional order
+# torch 2.x: the positional parameters after ``params`` and their defaults (inspect.signature).
+POSITIONAL = {
+    optim.SGD: [("lr", 1e-3), ("momentum", 0), ("dampening", 0), ("weight_decay", 0), ("nesterov", False)],
+    optim.Adam: [("lr", 1e-3), ("betas", (0.9, 0.999)), ("eps", 1e-8), ("weight_decay", 0), ("amsgrad", False)],
+    optim.AdamW: [("lr", 1e-3), ("betas", (0.9, 0.999)), ("eps", 1e-8), ("weight_decay", 1e-2),
+                  ("amsgrad", False)],
+    optim.Adagrad: [("lr", 1e-2), ("lr_decay", 0), ("weight_decay", 0), ("initial_accumulator_value", 0),
+                    ("eps", 1e-10)],
+    optim.RMSprop: [("lr", 1e-2), ("alpha", 0.99), ("eps", 1e-8), ("weight_decay", 0), ("momentum", 0),
+                    ("centered", False)],
+}
+
+
+def positional_parameters(cls):
+    import inspect
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[2:]  # after self, params
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [(p.name, p.default) for p in parameters if p.kind in kinds]
+
+
+@pytest.mark.parametrize("cls", list(POSITIONAL))
+def test_positional_parameters_and_defaults_are_pytorchs(cls):
+    assert positional_parameters(cls) == POSITIONAL[cls]
+    p = tr.Tensor(np.zeros(2), requires_grad=True)
+    with pytest.raises(TypeError):  # nothing further is positional (maximize is keyword-only)
+        cls([p], *[default for _, default in POSITIONAL[cls]], False)
+
+
+@pytest.mark.parametrize("cls", list(POSITIONAL))
+def test_positional_parameters_match_the_installed_torch(cls):
+    torch = pytest.importorskip("torch")
+    theirs = positional_parameters(getattr(torch.optim, cls.__name__))
+    theirs = [(name, default) for name, default in theirs if name not in ("foreach", "capturable", "maximize",
+                                                                         "differentiable", "fused")]
+    assert theirs == POSITIONAL[cls]
+
+
+def one_parameter(values):
+    p = tr.Tensor(np.array(values, dtype=np.float64), requires_grad=True)
+    return p
+
+
+def test_rmsprop_fifth_positional_argument_is_weight_decay_by_hand():
+    """The issue's call: RMSprop(params, 0.01, 0.9, 1e-8, 0.05) is lr, alpha, eps, weight_decay."""
+    p = one_parameter([1.0, -2.0])
+    optimizer = optim.RMSprop([p], 0.01, 0.9, 1e-8, 0.05)
+    assert (optimizer.weight_decay, optimizer.momentum, optimizer.centered) == (0.05, 0.0, False)
+    g = np.array([0.5, 0.25])
+    p.grad = g.copy()
+    optimizer.step()
+    d = g + 0.05 * np.array([1.0, -2.0])  # L2 weight decay, no momentum
+    a = 0.1 * d**2
+    np.testing.assert_allclose(p.data, np.array([1.0, -2.0]) - 0.01 * d / (np.sqrt(a) + 1e-8), rtol=1e-14)
+    assert set(optimizer.state[0]) == {"square_avg"}
+
+
+def test_rmsprop_sixth_and_seventh_positional_arguments_are_momentum_and_centered():
+    p = one_parameter([1.0])
+    optimizer = optim.RMSprop([p], 0.1, 0.5, 0.0, 0.0, 0.9, True)
+    assert (optimizer.momentum, optimizer.centered) == (0.9, True)
+    p.grad = np.array([2.0])
+    optimizer.step()
+    # a = 0.5 * 4 = 2, mean = 0.5 * 2 = 1, denominator sqrt(2 - 1) = 1, b = u = 2
+    np.testing.assert_allclose(p.data, [1.0 - 0.1 * 2.0], rtol=1e-14)
+    p.grad = np.array([2.0])
+    optimizer.step()
+    # a = 0.5 * 2 + 0.5 * 4 = 3, mean = 0.5 + 1 = 1.5, sqrt(3 - 2.25) = sqrt(0.75); b = 0.9 * 2 + 2 / sqrt(0.75)
+    np.testing.assert_allclose(p.data, [0.8 - 0.1 * (1.8 + 2.0 / np.sqrt(0.75))], rtol=1e-14)
+
+
+def test_adagrad_third_positional_argument_is_lr_decay_by_hand():
+    """The issue's call: Adagrad(params, lr, 0.1) is lr_decay 0.1 (eps keeps its default 1e-10)."""
+    p = one_parameter([3.0])
+    optimizer = optim.Adagrad([p], 0.5, 0.1)
+    assert (optimizer.lr_decay, optimizer.eps, optimizer.weight_decay) == (0.1, 1e-10, 0.0)
+    expected, total = 3.0, 0.0
+    for t, g in enumerate([1.0, 2.0, -1.0], start=1):
+        p.grad = np.array([g])
+        optimizer.step()
+        total += g * g
+        expected -= 0.5 / (1 + (t - 1) * 0.1) * g / (np.sqrt(total) + 1e-10)
+    np.testing.assert_allclose(p.data, [expected], rtol=1e-14)
+
+
+def test_adagrad_positional_weight_decay_initial_accumulator_and_eps_by_hand():
+    p = one_parameter([1.0])
+    optimizer = optim.Adagrad([p], 0.1, 0.0, 0.5, 3.0, 1.0)
+    p.grad = np.array([1.0])
+    optimizer.step()
+    g = 1.0 + 0.5 * 1.0
+    np.testing.assert_allclose(p.data, [1.0 - 0.1 * g / (np.sqrt(3.0 + g * g) + 1.0)], rtol=1e-14)
+
+
+def test_sgd_positional_order_is_momentum_dampening_weight_decay_nesterov_by_hand():
+    p = one_parameter([1.0])
+    optimizer = optim.SGD([p], 0.1, 0.9, 0.0, 0.5, True)
+    assert (optimizer.momentum, optimizer.dampening, optimizer.weight_decay, optimizer.nesterov) == (0.9, 0, 0.5, True)
+    p.grad = np.array([1.0])
+    optimizer.step()
+    d = 1.0 + 0.5 * 1.0  # buffer = d at the first step; nesterov: d + 0.9 * buffer
+    np.testing.assert_allclose(p.data, [1.0 - 0.1 * (d + 0.9 * d)], rtol=1e-14)
+    q = one_parameter([1.0])
+    damped = optim.SGD([q], 0.1, 0.5, 0.5)
+    for _ in range(2):
+        q.grad = np.array([1.0])
+        damped.step()
+    np.testing.assert_allclose(q.data, [1.0 - 0.1 * 1.0 - 0.1 * (0.5 * 1.0 + 0.5 * 1.0)], rtol=1e-14)
+
+
+def test_sgd_default_learning_rate_is_pytorchs():
+    p = one_parameter([1.0])
+    optimizer = optim.SGD([p])
+    p.grad = np.array([2.0])
+    optimizer.step()
+    np.testing.assert_allclose(p.data, [1.0 - 1e-3 * 2.0], rtol=1e-14)
+
+
+def test_adam_and_adamw_positional_weight_decay_and_amsgrad_by_hand():
+    p, q = one_parameter([1.0]), one_parameter([1.0])
+    adam, adamw = optim.Adam([p], 0.1, (0.5, 0.5), 0.0, 0.2, True), optim.AdamW([q], 0.1, (0.5, 0.5), 0.0, 0.2, True)
+    assert adam.amsgrad and adamw.amsgrad and adam.weight_decay == adamw.weight_decay == 0.2
+    p.grad, q.grad = np.array([1.0]), np.array([1.0])
+    adam.step()
+    adamw.step()
+    # first step: the bias-corrected m / sqrt(v) is sign(g') = 1 whatever g' is
+    np.testing.assert_allclose(p.data, [1.0 - 0.1], rtol=1e-14)
+    np.testing.assert_allclose(q.data, [1.0 * (1 - 0.1 * 0.2) - 0.1], rtol=1e-14)
+    assert optim.AdamW([one_parameter([0.0])]).weight_decay == 0.01
+
+
+def test_amsgrad_keeps_the_largest_second_moment():
+    p = one_parameter([0.0])
+    optimizer = optim.Adam([p], lr=1.0, betas=(0.0, 0.5), eps=0.0, amsgrad=True)
+    for g in [2.0, 0.1]:
+        p.grad = np.array([g])
+        optimizer.step()
+    # step 1 moves p to -1; step 2: v_1 = 0.5 * 4 = 2, v_2 = 0.5 * 2 + 0.5 * 0.01 = 1.005, so v̂ stays 2
+    v_max = max(0.5 * 4.0, 0.5 * 0.5 * 4.0 + 0.5 * 0.01)
+    expected_second = 0.1 / (np.sqrt(v_max) / np.sqrt(1 - 0.25))
+    np.testing.assert_allclose(p.data, [-1.0 - expected_second], rtol=1e-14)
+    np.testing.assert_allclose(optimizer.state[0]["max_exp_avg_sq"], [2.0])
+
+
+@pytest.mark.parametrize("cls", list(POSITIONAL))
+def test_maximize_ascends(cls):
+    p, q = one_parameter([1.0, 2.0]), one_parameter([1.0, 2.0])
+    up, down = cls([p], 0.1, maximize=True), cls([q], 0.1)
+    for _ in range(3):
+        p.grad, q.grad = np.array([0.5, -1.0]), np.array([-0.5, 1.0])
+        up.step()
+        down.step()
+    np.testing.assert_allclose(p.data, q.data, rtol=1e-14)
+
+
+def test_positional_calls_match_torch():
+    torch = pytest.importorskip("torch")
+    calls = [(optim.RMSprop, (0.01, 0.9, 1e-8, 0.05)), (optim.RMSprop, (0.01, 0.9, 1e-6, 0.05, 0.5, True)),
+             (optim.Adagrad, (0.1, 0.1)), (optim.Adagrad, (0.1, 0.1, 0.2, 0.3, 1e-6)),
+             (optim.SGD, (0.1, 0.9, 0.1, 0.01)), (optim.SGD, (0.1, 0.9, 0.0, 0.01, True)),
+             (optim.Adam, (0.01, (0.8, 0.9), 1e-6, 0.1, True)), (optim.AdamW, (0.01, (0.8, 0.9), 1e-6, 0.1, True))]
+    for cls, args in calls:
+        rng = np.random.default_rng(13)
+        start, grads = rng.standard_normal(4), [rng.standard_normal(4) for _ in range(5)]
+        p = tr.Tensor(start.copy(), requires_grad=True)
+        t = torch.tensor(start.copy(), requires_grad=True)
+        ours, theirs = cls([p], *args), getattr(torch.optim, cls.__name__)([t], *args)
+        for g in grads:
+            p.grad, t.grad = g.copy(), torch.tensor(g)
+            ours.step()
+            theirs.step()
+            np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-10, atol=1e-12,
+                                       err_msg=f"{cls.__name__}{args}")
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda p: optim.SGD(p, momentum=-0.5), ValueError, "SGD: momentum must be >= 0, got -0.5"),
+    (lambda p: optim.SGD(p, nesterov=1), TypeError, "SGD: nesterov must be True or False, got int 1"),
+    (lambda p: optim.SGD(p, maximize="yes"), TypeError, "SGD: maximize must be True or False"),
+    (lambda p: optim.Adam(p, amsgrad=None), TypeError, "Adam: amsgrad must be True or False"),
+    (lambda p: optim.Adam(p, betas=(-0.1, 0.9)), ValueError, r"Adam: betas\[0\] must be in \[0, 1.0\), got -0.1"),
+    (lambda p: optim.AdamW(p, weight_decay=-0.01), ValueError, "AdamW: weight_decay must be >= 0, got -0.01"),
+    (lambda p: optim.AdamW(p, betas=(0.9,)), TypeError, "AdamW: betas must be a pair"),
+    (lambda p: optim.Adagrad(p, lr_decay=-0.1), ValueError, "Adagrad: lr_decay must be >= 0, got -0.1"),
+    (lambda p: optim.Adagrad(p, eps=float("inf")), ValueError, "Adagrad: eps must be >= 0, got inf"),
+    (lambda p: optim.RMSprop(p, centered="no"), TypeError, "RMSprop: centered must be True or False"),
+    (lambda p: optim.RMSprop(p, momentum=-1), ValueError, "RMSprop: momentum must be >= 0, got -1.0"),
+    (lambda p: optim.SGD([{"params": p}]), TypeError, "parameter 0 is a dict; parameter groups are not supported"),
+])
+def test_new_options_are_validated(make, error, message):
+    with pytest.raises(error, match=message):
+        make([tr.Tensor(np.zeros(2), requires_grad=True)])

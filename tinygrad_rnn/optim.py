@@ -1,18 +1,36 @@
 """Optimizers that update parameters in place from their ``.grad``, and gradient clipping.
 
-Each follows PyTorch's update equations (torch.optim with its default options). For a parameter
-p with gradient g, weight decay λ is the L2 form  g <- g + λ p,  then:
+Each follows PyTorch's update equations and takes PyTorch's arguments in PyTorch's positional
+order with PyTorch's defaults (torch 2.x), so ``RMSprop(params, 0.01, 0.9, 1e-8, 0.05)`` sets
+weight decay 0.05 here as there:
+
+    SGD(params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False)
+    Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False)
+    AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False)
+    Adagrad(params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10)
+    RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False)
+
+Each also takes the keyword-only ``maximize=False`` (ascend: the gradient's sign is flipped first),
+and Adam ``decoupled_weight_decay=False`` (True makes it AdamW). PyTorch's implementation switches
+(foreach, fused, capturable, differentiable) do not exist here. For a parameter p with gradient
+g, weight decay λ is the L2 form  g <- g + λ p  (except AdamW's decoupled p <- p (1 - lr λ)), then:
 
     SGD      b <- g at the first step, else μ b + (1 - τ) g          (momentum μ, dampening τ)
              d = g + μ b if nesterov else b (d = g when μ = 0);      p <- p - lr d
     Adam     m <- β1 m + (1 - β1) g;   v <- β2 v + (1 - β2) g²;      t <- t + 1
-             p <- p - (lr / (1 - β1^t)) m / (sqrt(v) / sqrt(1 - β2^t) + eps)
-    Adagrad  s <- s + g²  (s starts at initial_accumulator_value);   p <- p - lr g / (sqrt(s) + eps)
-    RMSprop  a <- α a + (1 - α) g²;   u = g / (sqrt(a) + eps)
+             v̂ = max(v̂, v) with amsgrad, else v
+             p <- p - (lr / (1 - β1^t)) m / (sqrt(v̂) / sqrt(1 - β2^t) + eps)
+    Adagrad  s <- s + g²  (s starts at initial_accumulator_value);   t <- t + 1
+             p <- p - lr / (1 + (t - 1) lr_decay) g / (sqrt(s) + eps)
+    RMSprop  a <- α a + (1 - α) g²;   ḡ <- α ḡ + (1 - α) g (centered only)
+             u = g / (sqrt(a - ḡ²) + eps) if centered, else g / (sqrt(a) + eps)
              b <- μ b + u, p <- p - lr b  if μ > 0,  else  p <- p - lr u
 
-Parameters whose ``.grad`` is None are skipped (their state does not move). Updates are written
-into ``p.data`` in place in its own dtype; the state arrays have the parameter's dtype too.
+Hyper-parameters are checked as PyTorch checks them (each >= 0, betas in [0, 1), nesterov needs
+momentum and no dampening) plus alpha and dampening <= 1 and every flag a bool; a bad one is a
+ValueError (a wrong type a TypeError) naming it. Parameters whose ``.grad`` is None are skipped
+(their state does not move). Updates are written into ``p.data`` in place in its own dtype; the
+state arrays have the parameter's dtype too.
 """
 import math
 import numbers
@@ -20,9 +38,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ._checks import check_bool, check_real, describe
 from .tensor import Tensor
 
-__all__ = ["Optimizer", "SGD", "Adam", "Adagrad", "RMSprop", "clip_grad_norm_", "clip_grad_value_"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "clip_grad_norm_", "clip_grad_value_"]
 
 
 class Optimizer:
@@ -159,22 +178,26 @@ def _loaded_state_value(value, param, key, index, name):
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum, dampening and weight decay.
 
-    With g <- g + weight_decay p: the momentum buffer b is g at the first step, then
+    ``SGD(params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
+    maximize=False)``: PyTorch's positional order and defaults. With g <- -g if maximize, then
+    g <- g + weight_decay p: the momentum buffer b is g at the first step, then
     b <- momentum b + (1 - dampening) g; the step direction d is g + momentum b (nesterov),
     b (momentum > 0) or g; p <- p - lr d. Nesterov needs momentum > 0 and dampening 0.
     """
 
-    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
-        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov,
-                                      weight_decay=weight_decay, dampening=dampening))
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
+                 maximize=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                      nesterov=nesterov, maximize=maximize))
 
     @staticmethod
     def _check_hyperparameters(values):
-        checked = {"lr": _real("SGD", "lr", values["lr"]),
-                   "momentum": _real("SGD", "momentum", values["momentum"]),
-                   "nesterov": _flag("SGD", "nesterov", values["nesterov"]),
-                   "weight_decay": _real("SGD", "weight_decay", values["weight_decay"]),
-                   "dampening": _real("SGD", "dampening", values["dampening"], high=1.0)}
+        checked = {"lr": check_real("SGD", "lr", values["lr"]),
+                   "momentum": check_real("SGD", "momentum", values["momentum"]),
+                   "dampening": check_real("SGD", "dampening", values["dampening"], high=1.0),
+                   "weight_decay": check_real("SGD", "weight_decay", values["weight_decay"]),
+                   "nesterov": check_bool("SGD", "nesterov", values["nesterov"]),
+                   "maximize": check_bool("SGD", "maximize", values["maximize"])}
         if checked["nesterov"] and (checked["momentum"] <= 0 or checked["dampening"] != 0):
             raise ValueError(f"SGD: nesterov momentum needs momentum > 0 and dampening 0, got "
                              f"momentum={checked['momentum']} and dampening={checked['dampening']}")
@@ -185,7 +208,7 @@ class SGD(Optimizer):
         return ("momentum_buffer",) if hyperparameters["momentum"] else ()
 
     def _update(self, param, grad, state):
-        grad = _with_weight_decay(grad, param, self.weight_decay)
+        grad = _with_weight_decay(_signed(grad, self.maximize), param, self.weight_decay)
         if self.momentum:
             buffer = state.get("momentum_buffer")
             if buffer is None:
@@ -200,32 +223,49 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam with bias correction (PyTorch's form: eps is added after the corrected sqrt).
 
-    With g <- g + weight_decay p and t the parameter's step count (from 1):
+    ``Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
+    maximize=False, decoupled_weight_decay=False)``: PyTorch's positional order and defaults.
+    With g <- -g if maximize and t the parameter's step count (from 1): weight decay is either
+    L2, g <- g + weight_decay p, or decoupled (AdamW), p <- p (1 - lr weight_decay); then
     m <- β1 m + (1 - β1) g,  v <- β2 v + (1 - β2) g²  (both start at 0),
-    p <- p - (lr / (1 - β1^t)) m / (sqrt(v) / sqrt(1 - β2^t) + eps).
+    v̂ = max(v̂, v) with amsgrad (v̂ starts at 0), else v̂ = v,
+    p <- p - (lr / (1 - β1^t)) m / (sqrt(v̂) / sqrt(1 - β2^t) + eps).
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
+                 maximize=False, decoupled_weight_decay=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize, decoupled_weight_decay=decoupled_weight_decay))
 
-    @staticmethod
-    def _check_hyperparameters(values):
+    @classmethod
+    def _check_hyperparameters(cls, values):
+        who = cls.__name__
         betas = values["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise TypeError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}")
-        return {"lr": _real("Adam", "lr", values["lr"]),
-                "betas": tuple(_real("Adam", f"betas[{k}]", beta, high=1.0, high_open=True)
+            raise TypeError(f"{who}: betas must be a pair (beta1, beta2), got {describe(betas)}")
+        return {"lr": check_real(who, "lr", values["lr"]),
+                "betas": tuple(check_real(who, f"betas[{k}]", beta, high=1.0, high_open=True)
                                for k, beta in enumerate(betas)),
-                "eps": _real("Adam", "eps", values["eps"]),
-                "weight_decay": _real("Adam", "weight_decay", values["weight_decay"])}
+                "eps": check_real(who, "eps", values["eps"]),
+                "weight_decay": check_real(who, "weight_decay", values["weight_decay"]),
+                "amsgrad": check_bool(who, "amsgrad", values["amsgrad"]),
+                "maximize": check_bool(who, "maximize", values["maximize"]),
+                "decoupled_weight_decay": check_bool(who, "decoupled_weight_decay",
+                                                     values["decoupled_weight_decay"])}
 
     @staticmethod
     def _state_names(hyperparameters):
-        return ("step", "exp_avg", "exp_avg_sq")
+        names = ("step", "exp_avg", "exp_avg_sq")
+        return names + ("max_exp_avg_sq",) if hyperparameters["amsgrad"] else names
 
     def _update(self, param, grad, state):
         beta1, beta2 = self.betas
-        grad = _with_weight_decay(grad, param, self.weight_decay)
+        grad = _signed(grad, self.maximize)
+        if self.decoupled_weight_decay:
+            if self.weight_decay:
+                param *= 1 - self.lr * self.weight_decay
+        else:
+            grad = _with_weight_decay(grad, param, self.weight_decay)
         step = state["step"] = state.get("step", 0) + 1
         exp_avg = _buffer(state, "exp_avg", param)
         exp_avg_sq = _buffer(state, "exp_avg_sq", param)
@@ -233,7 +273,12 @@ class Adam(Optimizer):
         exp_avg += (1 - beta1) * grad
         exp_avg_sq *= beta2
         exp_avg_sq += (1 - beta2) * (grad * grad)
-        denominator = np.sqrt(exp_avg_sq)
+        if self.amsgrad:
+            second_moment = _buffer(state, "max_exp_avg_sq", param)
+            np.maximum(second_moment, exp_avg_sq, out=second_moment)
+        else:
+            second_moment = exp_avg_sq
+        denominator = np.sqrt(second_moment)
         denominator /= math.sqrt(1 - beta2 ** step)
         denominator += self.eps
         change = exp_avg / denominator
@@ -241,63 +286,110 @@ class Adam(Optimizer):
         param -= change
 
 
-class Adagrad(Optimizer):
-    """Adagrad: with g <- g + weight_decay p, s <- s + g² (s starts at initial_accumulator_value),
-    p <- p - lr g / (sqrt(s) + eps).
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): p <- p (1 - lr weight_decay) before
+    the Adam step, which then sees the plain gradient.
+
+    ``AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False, *,
+    maximize=False)``: PyTorch's positional order and defaults (weight decay on by default).
     """
 
-    def __init__(self, params, lr=1e-2, eps=1e-10, weight_decay=0.0, initial_accumulator_value=0.0):
-        super().__init__(params, dict(lr=lr, eps=eps, weight_decay=weight_decay,
-                                      initial_accumulator_value=initial_accumulator_value))
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
+                 maximize=False):
+        Optimizer.__init__(self, params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                              amsgrad=amsgrad, maximize=maximize))
+
+    @classmethod
+    def _check_hyperparameters(cls, values):
+        return {key: value for key, value in
+                super()._check_hyperparameters(dict(values, decoupled_weight_decay=True)).items()
+                if key != "decoupled_weight_decay"}
+
+    decoupled_weight_decay = True
+
+
+class Adagrad(Optimizer):
+    """Adagrad with PyTorch's learning-rate decay.
+
+    ``Adagrad(params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, *,
+    maximize=False)``: PyTorch's positional order and defaults. With g <- -g if maximize, then
+    g <- g + weight_decay p and t the parameter's step count (from 1):
+    s <- s + g² (s starts at initial_accumulator_value),
+    p <- p - (lr / (1 + (t - 1) lr_decay)) g / (sqrt(s) + eps).
+    """
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
+                 *, maximize=False):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value, eps=eps,
+                                      maximize=maximize))
 
     @staticmethod
     def _check_hyperparameters(values):
-        return {key: _real("Adagrad", key, values[key])
-                for key in ("lr", "eps", "weight_decay", "initial_accumulator_value")}
+        checked = {key: check_real("Adagrad", key, values[key])
+                   for key in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")}
+        checked["maximize"] = check_bool("Adagrad", "maximize", values["maximize"])
+        return checked
 
     @staticmethod
     def _state_names(hyperparameters):
-        return ("sum",)
+        return ("step", "sum")
 
     def _update(self, param, grad, state):
-        grad = _with_weight_decay(grad, param, self.weight_decay)
+        grad = _with_weight_decay(_signed(grad, self.maximize), param, self.weight_decay)
+        step = state["step"] = state.get("step", 0) + 1
         total = _buffer(state, "sum", param, self.initial_accumulator_value)
         total += grad * grad
         denominator = np.sqrt(total)
         denominator += self.eps
         change = grad / denominator
-        change *= self.lr
+        change *= self.lr / (1 + (step - 1) * self.lr_decay)
         param -= change
 
 
 class RMSprop(Optimizer):
-    """RMSprop (not centred): with g <- g + weight_decay p, a <- α a + (1 - α) g² (a starts at 0),
-    u = g / (sqrt(a) + eps); with momentum μ > 0: b <- μ b + u (b starts at 0), p <- p - lr b;
-    else p <- p - lr u.
+    """RMSprop, optionally centred and with momentum.
+
+    ``RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, *,
+    maximize=False)``: PyTorch's positional order and defaults. With g <- -g if maximize, then
+    g <- g + weight_decay p: a <- α a + (1 - α) g² (a starts at 0); centred, also
+    ḡ <- α ḡ + (1 - α) g (ḡ starts at 0) and the denominator is sqrt(a - ḡ²) + eps, else
+    sqrt(a) + eps; u = g / denominator; with momentum μ > 0: b <- μ b + u (b starts at 0),
+    p <- p - lr b; else p <- p - lr u.
     """
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, momentum=momentum,
-                                      weight_decay=weight_decay))
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *,
+                 maximize=False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                      centered=centered, maximize=maximize))
 
     @staticmethod
     def _check_hyperparameters(values):
-        return {"lr": _real("RMSprop", "lr", values["lr"]),
-                "alpha": _real("RMSprop", "alpha", values["alpha"], high=1.0),
-                "eps": _real("RMSprop", "eps", values["eps"]),
-                "momentum": _real("RMSprop", "momentum", values["momentum"]),
-                "weight_decay": _real("RMSprop", "weight_decay", values["weight_decay"])}
+        return {"lr": check_real("RMSprop", "lr", values["lr"]),
+                "alpha": check_real("RMSprop", "alpha", values["alpha"], high=1.0),
+                "eps": check_real("RMSprop", "eps", values["eps"]),
+                "weight_decay": check_real("RMSprop", "weight_decay", values["weight_decay"]),
+                "momentum": check_real("RMSprop", "momentum", values["momentum"]),
+                "centered": check_bool("RMSprop", "centered", values["centered"]),
+                "maximize": check_bool("RMSprop", "maximize", values["maximize"])}
 
     @staticmethod
     def _state_names(hyperparameters):
-        return ("square_avg", "momentum_buffer") if hyperparameters["momentum"] else ("square_avg",)
+        return (("square_avg",) + (("momentum_buffer",) if hyperparameters["momentum"] else ())
+                + (("grad_avg",) if hyperparameters["centered"] else ()))
 
     def _update(self, param, grad, state):
-        grad = _with_weight_decay(grad, param, self.weight_decay)
+        grad = _with_weight_decay(_signed(grad, self.maximize), param, self.weight_decay)
         square_avg = _buffer(state, "square_avg", param)
         square_avg *= self.alpha
         square_avg += (1 - self.alpha) * (grad * grad)
-        denominator = np.sqrt(square_avg)
+        if self.centered:
+            grad_avg = _buffer(state, "grad_avg", param)
+            grad_avg *= self.alpha
+            grad_avg += (1 - self.alpha) * grad
+            denominator = np.sqrt(square_avg - grad_avg * grad_avg)
+        else:
+            denominator = np.sqrt(square_avg)
         denominator += self.eps
         change = grad / denominator
         if self.momentum:
@@ -306,6 +398,11 @@ class RMSprop(Optimizer):
             buffer += change
             change = buffer
         param -= self.lr * change
+
+
+def _signed(grad, maximize):
+    """-g (a new array) when maximizing, else g itself."""
+    return -grad if maximize else grad
 
 
 def _with_weight_decay(grad, param, weight_decay):
@@ -334,7 +431,7 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0):
     without ``.grad`` are skipped.
     """
     grads = _gradients(params, "clip_grad_norm_")
-    max_norm = _real("clip_grad_norm_", "max_norm", max_norm)
+    max_norm = check_real("clip_grad_norm_", "max_norm", max_norm)
     if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real) \
             or math.isnan(norm_type) or norm_type <= 0:
         raise ValueError(f"clip_grad_norm_: norm_type must be a positive number or inf, got {norm_type!r}")
@@ -352,7 +449,7 @@ def clip_grad_value_(params, clip_value):
 
     ``params``: a Tensor or an iterable of Tensors; those without ``.grad`` are skipped.
     """
-    clip_value = _real("clip_grad_value_", "clip_value", clip_value)
+    clip_value = check_real("clip_grad_value_", "clip_value", clip_value)
     for g in _gradients(params, "clip_grad_value_"):
         np.clip(g, -clip_value, clip_value, out=g)
 
@@ -367,6 +464,9 @@ def _parameter_list(params, who):
         raise TypeError(f"{who}: params must be a Tensor or an iterable of Tensors, "
                         f"got {type(params).__name__}") from None
     for i, p in enumerate(params):
+        if isinstance(p, Mapping):
+            raise TypeError(f"{who}: parameter {i} is a dict; parameter groups are not supported: pass "
+                            f"one iterable of Tensors and set hyper-parameters as attributes")
         if not isinstance(p, Tensor):
             raise TypeError(f"{who}: parameter {i} is a {type(p).__name__}, not a Tensor")
     return params
@@ -394,21 +494,3 @@ def _gradients(params, who):
     """The gradients (ndarrays) of the parameters that have one."""
     grads = (_gradient(p, i, who) for i, p in enumerate(_parameter_list(params, who)))
     return [g for g in grads if g is not None]
-
-
-def _real(who, name, value, high=None, high_open=False):
-    """``value`` as a Python float in [0, high] (or [0, high)); finite."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{who}: {name} must be a real number, got {value!r}")
-    value = float(value)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if not math.isfinite(value) or value < 0 or too_high:
-        interval = ">= 0" if high is None else f"in [0, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{who}: {name} must be {interval}, got {value}")
-    return value
-
-
-def _flag(who, name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{who}: {name} must be True or False, got {value!r}")
-    return bool(value)
