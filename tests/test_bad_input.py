@@ -275,3 +275,48 @@ def test_linear_takes_an_array_bias_as_a_constant_and_names_a_mis_shaped_one():
     np.testing.assert_allclose(tr.functional.linear(x, weight, np.arange(4.0)).data, 3 + np.arange(4.0)[None].repeat(2, 0))
     with pytest.raises(ValueError, match=r"bias \(5,\).*weight \(4, 3\)"):
         tr.functional.linear(x, weight, np.ones(5))
+
+
+# ===================================================================== NumPy's meaning vs PyTorch's
+@pytest.mark.parametrize("index", [
+    (3, slice(2, None), [1, 3]), (3, Ellipsis, [1, 3]), ([0, 1], slice(None), 3), (3, None, np.array([1, 3])),
+    (slice(None), 1, slice(None), [0, 2]),
+], ids=["x[3, 2:, [1, 3]]", "x[3, ..., [1, 3]]", "x[[0, 1], :, 3]", "x[3, None, array]", "x4[:, 1, :, [0, 2]]"])
+def test_an_integer_and_an_index_array_apart_are_refused_with_the_fix(index):
+    """NumPy moves the index axes first, PyTorch keeps them in place: one spelling, two shapes."""
+    x = leaf(np.ones((5, 4, 6, 3)))
+    with pytest.raises(IndexError, match=r"different rules in NumPy and PyTorch.*x\[3\]\[2:, \[1, 3\]\]"):
+        x[index]
+
+
+@pytest.mark.parametrize("index, numpy_index", [
+    ((3, [1, 3]), (3, [1, 3])), ((slice(None), 3, [1, 3]), (slice(None), 3, [1, 3])),
+    (([3], slice(2, None), [1, 3]), ([3], slice(2, None), [1, 3])), ((3, slice(2, None)), (3, slice(2, None))),
+])
+def test_spellings_both_libraries_read_alike_still_work(index, numpy_index):
+    values = np.arange(5 * 4 * 6.0).reshape(5, 4, 6)
+    np.testing.assert_array_equal(tr.Tensor(values)[index].data, values[numpy_index])
+
+
+def test_the_unambiguous_spellings_give_pytorchs_shape():
+    x = tr.Tensor(np.arange(5 * 4 * 6.0).reshape(5, 4, 6))
+    assert x[3][2:, [1, 3]].shape == (2, 2) and x[3][1:, [1, 3]].shape == (3, 2)  # PyTorch's x[3, 1:, [1, 3]]
+
+
+@pytest.mark.parametrize("make, axis, message", [
+    ("stack", 77, r"stack: axis 77 is out of range for tensors of shape \(2, 3\) \(the axis must be in \[-3, 2\]\)"),
+    ("stack", -4, r"stack: axis -4 is out of range"),
+    ("concat", 77, r"concat: axis 77 is out of range for tensors of shape \(2, 3\) \(the axis must be in \[-2, 1\]\)"),
+    ("concat", 2, r"concat: axis 2 is out of range"),
+    ("concat", 1.0, r"concat: axis must be an integer, got 1.0"),
+    ("stack", None, r"stack: axis must be an integer, got None"),
+])
+def test_stack_and_concat_name_a_bad_axis(make, axis, message):
+    a = leaf(np.ones((2, 3)))
+    with pytest.raises((ValueError, TypeError), match=message):
+        getattr(tr, make)([a, a], axis=axis)
+
+
+def test_concat_of_0d_tensors_says_to_stack():
+    with pytest.raises(ValueError, match="0-d tensors have no axis to join along; use stack"):
+        tr.concat([leaf(1.0), leaf(2.0)])

@@ -607,7 +607,25 @@ def _normalise_index(index):
         elif not (item is None or item is Ellipsis or isinstance(item, (slice, int, np.integer))):
             raise IndexError(f"unsupported index {item!r} of type {type(item).__name__}")
         out.append(item)
+    _refuse_numpy_only_meaning(out)
     return (tuple(out) if isinstance(index, tuple) else out[0]), basic
+
+
+def _refuse_numpy_only_meaning(items):
+    """Refuse an integer and an index array separated by a slice, ``...`` or None (``x[3, 2:, [1, 3]]``).
+
+    NumPy counts the integer as an advanced index and, the two being apart, puts their axes
+    first: shape (2, ...). PyTorch applies the integer first and keeps the array's axis in place:
+    shape (..., 2). One spelling, two shapes: never pick one silently.
+    """
+    advanced = [k for k, item in enumerate(items) if isinstance(item, (int, np.integer, np.ndarray))]
+    has_integer = any(not isinstance(items[k], np.ndarray) for k in advanced)
+    has_array = any(isinstance(items[k], np.ndarray) for k in advanced)
+    if has_integer and has_array and advanced[-1] - advanced[0] + 1 != len(advanced):
+        raise IndexError("an integer and an index array separated by a slice, ... or None are read by different "
+                         "rules in NumPy and PyTorch (x[3, 2:, [1, 3]] is (2, n) in one, (n, 2) in the other). "
+                         "Write it unambiguously: index in two steps (x[3][2:, [1, 3]]), or make the integer "
+                         "an index array too (x[[3], 2:, [1, 3]]: both libraries put the index axes first)")
 
 
 def getitem(a, index):
@@ -687,6 +705,9 @@ def _axis_length(a, axis, name):
 def concat(tensors, axis=0):
     """Join tensors along an existing axis."""
     tensors = _same_dtype(tensors, "concat")
+    if tensors[0].ndim == 0:
+        raise ValueError("concat: 0-d tensors have no axis to join along; use stack to make a new one")
+    _axis_in_range(axis, tensors[0].ndim, "concat", tensors)
     try:
         data = np.concatenate([t.data for t in tensors], axis=axis)
     except ValueError:
@@ -709,6 +730,7 @@ def _concat_backward(g, out, ctx, *inputs):
 def stack(tensors, axis=0):
     """Join same-shaped tensors along a new axis."""
     tensors = _same_dtype(tensors, "stack")
+    _axis_in_range(axis, tensors[0].ndim + 1, "stack", tensors)
     try:
         data = np.stack([t.data for t in tensors], axis=axis)
     except ValueError:
@@ -723,6 +745,15 @@ def _stack_forward(axis, *arrays):
 def _stack_backward(g, out, axis, *inputs):
     lead = (slice(None),) * axis
     return tuple(g[lead + (i,)] for i in range(len(inputs)))
+
+
+def _axis_in_range(axis, ndim, name, tensors):
+    """A clear error for an ``axis`` outside [-ndim, ndim) of the result that ``name`` builds."""
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"{name}: axis must be an integer, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name}: axis {axis} is out of range for tensors of shape {tensors[0].shape} "
+                         f"(the axis must be in [{-ndim}, {ndim - 1}])")
 
 
 def _same_dtype(tensors, name):
