@@ -140,6 +140,17 @@ def test_ctrl_c_during_training_names_the_checkpoint_to_resume_from(tmp_path, mo
     assert err.count("\n") == 1 and str(path) in err and "--resume" in err
 
 
+def test_train_never_replaces_a_checkpoint_without_resume_or_force(trained, text_file, capsys):
+    best = trained.with_name("lm.best.npz")
+    before = trained.read_bytes(), best.read_bytes()
+    argv = ["train", "--text", str(text_file), "--steps", "2", "--checkpoint", str(trained)] + TINY
+    one_line_error(capsys, cli.main(argv), f"{trained} and {best} already exist: continue that run with --resume, "
+                                           f"or start over with --force (replacing them) or another --checkpoint")
+    assert (trained.read_bytes(), best.read_bytes()) == before
+    assert cli.main(argv + ["--force"]) == 0
+    assert load_checkpoint(trained)[3]["step"] == load_checkpoint(best)[3]["step"] == 2
+
+
 def test_every_subcommand_in_the_table_is_on_the_command_line(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])

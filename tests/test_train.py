@@ -118,6 +118,22 @@ def test_resume_errors_name_the_problem(tmp_path):
         train_char_lm(TEXT, steps=2, checkpoint=path, resume=True, optimizer="sgd", **SMALL)
 
 
+def test_a_fresh_run_never_replaces_an_existing_checkpoint_unless_asked(tmp_path):
+    path, best = tmp_path / "run.npz", tmp_path / "run.best.npz"
+    train_char_lm(TEXT, steps=3, checkpoint=path, **dict(SMALL, eval_every=3))
+    before = path.read_bytes(), best.read_bytes()
+    with pytest.raises(FileExistsError, match=f"{path} and {best} already exist: continue that run with "
+                                              f"resume=True, or start over with overwrite=True"):
+        train_char_lm(TEXT, steps=1, checkpoint=path, **SMALL)
+    assert (path.read_bytes(), best.read_bytes()) == before
+    path.unlink()  # the best twin alone is kept just the same
+    with pytest.raises(FileExistsError, match=f"{best} already exists"):
+        train_char_lm(TEXT, steps=1, checkpoint=path, **SMALL)
+    assert best.read_bytes() == before[1]
+    train_char_lm(TEXT, steps=1, checkpoint=path, overwrite=True, **SMALL)
+    assert load_checkpoint(path)[3]["step"] == load_checkpoint(best)[3]["step"] == 1
+
+
 def test_resuming_a_run_that_has_all_its_steps_says_so_and_trains_nothing(tmp_path):
     path = tmp_path / "run.npz"
     train_char_lm(TEXT, steps=2, checkpoint=path, **SMALL)

@@ -25,7 +25,7 @@ from .data import CharVocab
 from .models import build_model
 from .tensor import Tensor
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint", "checkpoint_to_resume",
+__all__ = ["CheckpointError", "CheckpointExistsError", "refuse_to_overwrite", "save_checkpoint", "load_checkpoint", "read_checkpoint", "checkpoint_to_resume",
            "checkpoint_parts", "saved_vocab", "required_vocab", "best_checkpoint_path"]
 
 _REQUIRED_KEYS = ("config.json", "step", "best_val_loss")
@@ -33,6 +33,21 @@ _REQUIRED_KEYS = ("config.json", "step", "best_val_loss")
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read, or that does not fit the model or text it is used with."""
+
+
+class CheckpointExistsError(FileExistsError):
+    """A run that starts afresh would replace checkpoint files that are already there."""
+
+
+def refuse_to_overwrite(path, resume="resume=True", force="overwrite=True", elsewhere="another checkpoint path"):
+    """Raise CheckpointExistsError if the checkpoint ``path`` or its best twin
+    (``best_checkpoint_path``) exists, naming them and saying how to continue that run
+    (``resume``) or start over (``force``, ``elsewhere``): the spellings are the caller's."""
+    files = [file for file in (os.fspath(path), best_checkpoint_path(path)) if os.path.isfile(file)]
+    if files:
+        raise CheckpointExistsError(
+            f"{' and '.join(files)} already exist{'s' if len(files) == 1 else ''}: continue that run with {resume}, "
+            f"or start over with {force} (replacing {'it' if len(files) == 1 else 'them'}) or {elsewhere}")
 
 
 def save_checkpoint(path, model, vocab=None, optimizer=None, step=0, best_val_loss=None, carried_state=None,

@@ -19,7 +19,8 @@ import time
 from typing import Callable, NamedTuple
 
 from .bptt import run_check
-from .checkpoint import best_checkpoint_path, checkpoint_parts, checkpoint_to_resume, load_checkpoint, required_vocab
+from .checkpoint import (best_checkpoint_path, checkpoint_parts, checkpoint_to_resume, load_checkpoint,
+                         refuse_to_overwrite, required_vocab)
 from .data import builtin_corpus, load_text
 from .gradflow import contributions_command, gradflow_command
 from .models import default_prime
@@ -65,12 +66,16 @@ def _add_train_arguments(parser):
     parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
                         help=f"checkpoint file, written atomically (default {DEFAULT_CHECKPOINT})")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint's step and optimizer state")
+    parser.add_argument("--force", action="store_true", help="start afresh even if the checkpoint exists, replacing "
+                                                             "it and its .best twin (without it, train refuses)")
     parser.add_argument("--eval-every", type=int, default=250, help="validate and checkpoint every K steps (default 250)")
     parser.add_argument("--sample-every", type=int, default=500, help="print a sample every K steps (0: never)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and samples (default 0)")
 
 
 def _train(args):
+    if not (args.resume or args.force):
+        refuse_to_overwrite(args.checkpoint, "--resume", "--force", "another --checkpoint")
     text = load_text(args.text) if args.text else builtin_corpus()
     model, training = _resumed_settings(args.checkpoint) if args.resume else ({}, {})
     settings = {  # given on the command line, else the resumed checkpoint's, else the default
@@ -86,7 +91,7 @@ def _train(args):
         clip=args.clip, cell=settings["cell"], hidden_size=settings["hidden"],
         embedding_dim=model.get("embedding_dim"), num_layers=settings["layers"], dropout=settings["dropout"],
         checkpoint=args.checkpoint,
-        resume=args.resume, eval_every=args.eval_every, sample_every=args.sample_every or None, seed=args.seed)
+        resume=args.resume, overwrite=args.force, eval_every=args.eval_every, sample_every=args.sample_every or None, seed=args.seed)
     print(f"done: step {result.step}, validation {result.val_loss:.3f} nats/char (best {result.best_val_loss:.3f}, "
           f"unigram baseline {result.unigram_loss:.3f}) in {result.seconds:.0f} s; checkpoints "
           f"{args.checkpoint} and {best_checkpoint_path(args.checkpoint)}")

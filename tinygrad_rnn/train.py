@@ -19,7 +19,7 @@ from . import functional as F
 from . import optim
 from ._files import check_writable
 from .checkpoint import (CheckpointError, best_checkpoint_path, checkpoint_parts, checkpoint_to_resume,
-                         required_vocab, save_checkpoint, saved_vocab)
+                         refuse_to_overwrite, required_vocab, save_checkpoint, saved_vocab)
 from .data import CharVocab, load_sentiment, num_windows, stream_batches, train_val_split, unigram_loss
 from .models import (CharLM, SentimentClassifier, default_prime, detach_state, evaluating,
                      positive_int)
@@ -77,7 +77,8 @@ def evaluate_char_lm(model, ids, batch_size, seq_len):
 def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, lr=2e-3, clip=5.0,
                   optimizer="adam", cell="lstm", hidden_size=128, embedding_dim=None, num_layers=1, dropout=0.0,
                   val_fraction=0.1, eval_every=200, log_every=50, sample_every=None, sample_length=200,
-                  temperature=0.8, checkpoint=None, resume=False, log=print, progress=True, seed=0):
+                  temperature=0.8, checkpoint=None, resume=False, overwrite=False, log=print, progress=True,
+                  seed=0):
     """Train a ``CharLM`` on ``text`` by truncated BPTT (see the module docstring); a TrainResult.
 
     Length: ``steps`` optimizer updates in all (a resumed run continues up to that total), or
@@ -96,7 +97,9 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
 
     ``resume``: start from ``checkpoint`` (its weights, vocabulary, optimizer state, step and
     carried state; the model arguments must describe the same shape, and the ``lr`` given now
-    applies). ``seed`` fixes the initial weights and the samples.
+    applies). Without ``resume``, a run never replaces an existing checkpoint (or its best twin)
+    unless ``overwrite`` is set: CheckpointExistsError (a FileExistsError) naming the files, before
+    anything is trained. ``seed`` fixes the initial weights and the samples.
 
     Raises TrainingDiverged, naming the step, when the loss or the gradient norm is not finite;
     the checkpoint on disk is then the last good one. Raises ValueError for bad arguments, text
@@ -115,6 +118,8 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
     if not isinstance(text, str) or len(text) < 2:
         raise ValueError("train_char_lm needs a text of at least 2 characters")
     if checkpoint is not None:
+        if not (resume or overwrite):
+            refuse_to_overwrite(checkpoint)
         check_writable(checkpoint)
     manual_seed(seed)
     saved = checkpoint_to_resume(checkpoint) if resume else None
