@@ -491,3 +491,33 @@ def test_a_replayed_loop_peaks_no_higher_than_op_by_op(kind):
     with nn.replay(False):
         unrolled = peak_bytes_of_a_training_step(module, x, r)
     assert replayed <= 1.1 * unrolled, (replayed, unrolled)
+
+
+class ScaledRNNCell(nn.Cell):
+    """A cell whose step computes 0-d values and applies ops to them (abs, clip, where, division):
+
+        a  = tanh(x W^T + h U^T),   s = clip(sum |a|, 0.5, 3),   m = where(s > 1, s, 2 - s)
+        h' = a / m
+
+    W (H, D), U (H, H); state h (N, H). The 0-d values are NumPy scalars in a plain replay of the
+    kernels; their backwards must treat them as the 0-d arrays the graph has."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.W = nn.Parameter(np.random.default_rng(1).standard_normal((hidden_size, input_size)) / 2)
+        self.U = nn.Parameter(np.random.default_rng(2).standard_normal((hidden_size, hidden_size)) / 2)
+
+    def forward(self, x, h):
+        a = (x @ self.W.T + h @ self.U.T).tanh()
+        s = a.abs().sum().clip(0.5, 3.0)
+        return a / tr.where(s > 1, s, 2 - s)
+
+
+@pytest.mark.parametrize("steps", [3, 6])
+def test_a_step_with_0d_values_replays_and_equals_op_by_op(steps):
+    module = nn.Recurrent(ScaledRNNCell(3, 4))
+    x = np.random.default_rng(steps).standard_normal((steps, 2, 3))
+    replayed, unrolled = replayed_and_unrolled(module, x, [])
+    assert replayed[3] == 1
+    assert_same_results(replayed, unrolled)

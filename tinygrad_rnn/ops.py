@@ -386,7 +386,7 @@ def _abs_forward(ctx, a):
 
 
 def _abs_backward(g, out, ctx, a):
-    sign = np.sign(a) if type(a) is np.ndarray else Tensor(np.sign(a.data))  # piecewise constant: no graph
+    sign = Tensor(np.sign(a.data)) if type(a) is Tensor else np.sign(a)  # piecewise constant: no graph
     return (g * sign,)
 
 
@@ -415,7 +415,7 @@ def _clip_forward(bounds, a):
 
 def _clip_backward(g, out, bounds, a):
     low, high = bounds
-    x = a if type(a) is np.ndarray else a.data  # the mask is piecewise constant: no graph
+    x = a.data if type(a) is Tensor else a  # the mask is piecewise constant: no graph
     inside = np.ones(x.shape, dtype=bool)
     if low is not None:
         inside &= x >= low
@@ -791,7 +791,7 @@ def _where_forward(ctx, cond, a, b):
 
 
 def _where_backward(g, out, ctx, cond, a, b):
-    cond = cond if type(cond) is np.ndarray else cond.data  # never differentiated
+    cond = cond.data if type(cond) is Tensor else cond  # never differentiated
     return None, _unbroadcast(g * cond, a.shape), _unbroadcast(g * ~cond, b.shape)
 
 
