@@ -23,6 +23,7 @@ weight_ih (G*H, D), weight_hh (G*H, H), bias_ih (G*H,), bias_hh (G*H,).
 """
 import numpy as np
 
+from .._checks import check_bool, check_float_dtype, check_int, check_tensor_input, describe
 from ..ops import linear
 from ..tensor import Tensor, get_default_dtype
 from . import init
@@ -70,24 +71,32 @@ class Cell(Module):
         return get_default_dtype()
 
     def __call__(self, x, state=None):
-        """One step: x (N, D) or unbatched (D,); ``state`` defaults to ``init_state``."""
+        """One step: x (N, D) or unbatched (D,) a Tensor of the cell's dtype; ``state`` defaults to
+        ``init_state``, else has its structure, shapes ((N, H) batched, (H,) unbatched) and dtype."""
+        who = type(self).__name__
         if not isinstance(x, Tensor):
-            raise TypeError(f"{type(self).__name__}: input must be a Tensor, got {type(x).__name__}")
+            raise TypeError(f"{who}: input must be a Tensor, got {type(x).__name__}")
+        if x.ndim not in (1, 2):
+            raise ValueError(f"{who}: input must be (N, D) or (D,), got shape {x.shape}")
         unbatched = x.ndim == 1
+        input_size = getattr(self, "input_size", None)
+        if input_size is not None and x.shape[-1] != input_size:
+            raise ValueError(f"{who}: expected input size {input_size}, got {x.shape[-1]} "
+                             f"(input shape {x.shape})")
+        parameters = self.parameters()
+        if parameters:
+            check_tensor_input(who, "input", x, parameters[0].dtype)
+        expected = self.init_state(1 if unbatched else x.shape[0])
+        if unbatched:
+            expected = map_state(lambda s: s.reshape(s.shape[1:]), expected)
+        if state is not None:
+            check_state(self, state, expected, "state")
         if unbatched:
             x = x.reshape(1, -1)
             state = None if state is None else map_state(lambda s: s.reshape((1,) + s.shape), state)
-        if x.ndim != 2:
-            raise ValueError(f"{type(self).__name__}: input must be (N, D) or (D,), got shape {x.shape}")
-        input_size = getattr(self, "input_size", None)
-        if input_size is not None and x.shape[1] != input_size:
-            raise ValueError(f"{type(self).__name__}: expected input size {input_size}, got {x.shape[1]} "
-                             f"(input shape {x.shape})")
-        expected = self.init_state(x.shape[0])
+            expected = map_state(lambda s: s.reshape((1,) + s.shape), expected)
         if state is None:
             state = expected
-        else:
-            check_state(self, state, expected, "state")
         new_state = self.forward(x, state)
         check_state(self, new_state, expected, "forward() returned a state that")
         if unbatched:
@@ -112,10 +121,24 @@ def state_shapes(state):
 
 
 def check_state(cell, state, expected, what):
-    """Raise if ``state`` does not have the structure and shapes of ``expected``."""
+    """Raise if ``state`` does not have the structure, shapes and dtypes of ``expected``: a part
+    that is not a Tensor is a TypeError, another structure or shape a ValueError (naming both),
+    another dtype a TypeError (naming both)."""
+    who = type(cell).__name__
+    parts = (state,) if isinstance(state, Tensor) else tuple(state) if isinstance(state, (tuple, list)) else None
+    if parts is None:
+        wanted = "a Tensor" if isinstance(expected, Tensor) else f"a tuple of {len(expected)} Tensors"
+        raise TypeError(f"{who}: {what} must be {wanted}, got {describe(state)}")
+    for k, part in enumerate(parts):
+        if not isinstance(part, Tensor):
+            raise TypeError(f"{who}: {what} part {k} must be a Tensor, got {describe(part)}")
     got, want = state_shapes(state), state_shapes(expected)
     if got != want:
-        raise ValueError(f"{type(cell).__name__}: {what} has shapes {got}, expected {want}")
+        raise ValueError(f"{who}: {what} has shapes {got}, expected {want}")
+    for part, like in zip(parts, (expected,) if isinstance(expected, Tensor) else expected):
+        if part.dtype != like.dtype:
+            raise TypeError(f"{who}: {what} has dtype {part.dtype}, expected {like.dtype} "
+                            f"(the cell's parameters' dtype)")
 
 
 class _GatedCell(Cell):
@@ -125,11 +148,13 @@ class _GatedCell(Cell):
 
     def __init__(self, input_size, hidden_size, bias=True, dtype=None):
         super().__init__()
+        who = type(self).__name__
+        input_size, hidden_size = check_int(who, "input_size", input_size), check_int(who, "hidden_size", hidden_size)
         if input_size <= 0 or hidden_size <= 0:
-            raise ValueError(f"{type(self).__name__}: sizes must be positive, got input_size={input_size}, "
+            raise ValueError(f"{who}: sizes must be positive, got input_size={input_size}, "
                              f"hidden_size={hidden_size}")
-        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
-        dtype = np.dtype(dtype or get_default_dtype())
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, check_bool(who, "bias", bias)
+        dtype = check_float_dtype(who, dtype)
         rows = self.gates * hidden_size
         shapes = {"weight_ih": (rows, input_size), "weight_hh": (rows, hidden_size)}
         if bias:
@@ -159,7 +184,7 @@ class _GatedCell(Cell):
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias}"
 
 
-_NONLINEARITIES = {"tanh": Tensor.tanh, "relu": Tensor.relu, "sigmoid": Tensor.sigmoid}
+NONLINEARITIES = {"tanh": Tensor.tanh, "relu": Tensor.relu, "sigmoid": Tensor.sigmoid}
 
 
 class RNNCell(_GatedCell):
@@ -169,11 +194,11 @@ class RNNCell(_GatedCell):
     """
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=None):
-        if nonlinearity not in _NONLINEARITIES:
-            raise ValueError(f"RNNCell: nonlinearity must be one of {sorted(_NONLINEARITIES)}, got {nonlinearity!r}")
+        if not isinstance(nonlinearity, str) or nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"RNNCell: nonlinearity must be one of {sorted(NONLINEARITIES)}, got {nonlinearity!r}")
         super().__init__(input_size, hidden_size, bias, dtype)
         self.nonlinearity = nonlinearity
-        self._act = _NONLINEARITIES[nonlinearity]
+        self._act = NONLINEARITIES[nonlinearity]
 
     def step(self, projected, h):
         return self._act(projected + self._recurrent_term(h))

@@ -11,9 +11,10 @@ the reverse direction starts at each row's own last element (as PyTorch's packed
 """
 import numpy as np
 
+from .._checks import check_bool, check_callable, check_float_dtype, check_int, check_real, check_tensor_input
 from ..ops import concat, stack, where
 from ..tensor import Tensor
-from .cells import Cell, GRUCell, LSTMCell, RNNCell, check_state, map_state
+from .cells import NONLINEARITIES, Cell, GRUCell, LSTMCell, RNNCell, check_state, map_state
 from .layers import Dropout
 from .module import Module
 from .scan import run_replayed
@@ -21,39 +22,59 @@ from .scan import run_replayed
 __all__ = ["Recurrent", "StackedRecurrent", "RNN", "LSTM", "GRU"]
 
 
-def _as_tensor(x, name):
+def _as_tensor(x, name, who):
     if isinstance(x, Tensor):
         return x
     if isinstance(x, np.ndarray):
         return Tensor(x)
-    raise TypeError(f"{name} must be a Tensor or ndarray, got {type(x).__name__}")
+    raise TypeError(f"{who}: {name} must be a Tensor or ndarray, got {type(x).__name__}")
 
 
-def _time_major(x, batch_first, who):
-    """The input as a time-major (T, N, D) Tensor, and whether it was one unbatched (T, D) sequence."""
-    x = _as_tensor(x, "input")
-    if x.ndim == 2:
-        return x.reshape(x.shape[0], 1, x.shape[1]), True
-    if x.ndim != 3:
+def _time_major(x, batch_first, who, cell):
+    """The input as a time-major (T, N, D) Tensor, and whether it was one unbatched (T, D) sequence.
+
+    Checked in the layout the caller used (so errors show the shape as passed): a Tensor or
+    ndarray of 2 or 3 dimensions, at least one step, last axis the cell's input size (when it
+    declares one), dtype the cell's parameters' dtype.
+    """
+    x = _as_tensor(x, "input", who)
+    if x.ndim not in (2, 3):
         layout = "(N, T, D)" if batch_first else "(T, N, D)"
         raise ValueError(f"{who}: input must be {layout} or unbatched (T, D), got shape {x.shape}")
+    input_size = getattr(cell, "input_size", None)
+    if input_size is not None and x.shape[-1] != input_size:
+        raise ValueError(f"{who}: expected input size {input_size}, got {x.shape[-1]} (input shape {x.shape})")
+    parameters = cell.parameters()
+    if parameters:
+        check_tensor_input(who, "input", x, parameters[0].dtype)
+    steps = x.shape[1] if batch_first and x.ndim == 3 else x.shape[0]
+    if steps == 0:
+        raise ValueError(f"{who}: input of shape {x.shape} has no time steps: cannot run a recurrent layer "
+                         f"over a sequence of length 0")
+    if x.ndim == 2:
+        return x.reshape(x.shape[0], 1, x.shape[1]), True
     return (x.transpose(0, 1) if batch_first else x), False
 
 
-def _check_lengths(lengths, steps, batch):
-    """``lengths`` as an int array (N,) with every entry in 1..T, or None when all are T."""
+def _check_lengths(lengths, steps, batch, who):
+    """``lengths`` as an int array (N,) with every entry in 1..T, or None when all are T.
+
+    Accepted: None, a list, ndarray or Tensor of integers (not floats, not bools), one per sequence.
+    """
     if lengths is None:
         return None
+    if isinstance(lengths, (str, bytes)) or not isinstance(lengths, (Tensor, np.ndarray, list, tuple, range)):
+        raise TypeError(f"{who}: lengths must be a list, ndarray or Tensor of ints, got {type(lengths).__name__}")
     lengths = np.asarray(lengths.data if isinstance(lengths, Tensor) else lengths)
-    if lengths.dtype.kind not in "iu" and not (lengths.dtype.kind == "f" and np.all(lengths == np.round(lengths))):
-        raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
+    if lengths.dtype.kind not in "iu":
+        raise TypeError(f"{who}: lengths must be integers, got dtype {lengths.dtype}")
     lengths = lengths.astype(np.int64)
     if lengths.shape != (batch,):
-        raise ValueError(f"lengths must have one entry per sequence: expected shape ({batch},), "
+        raise ValueError(f"{who}: lengths must have one entry per sequence: expected shape ({batch},), "
                          f"got {lengths.shape}")
     if lengths.size and (lengths.min() < 1 or lengths.max() > steps):
         bad = lengths[(lengths < 1) | (lengths > steps)][0]
-        raise ValueError(f"lengths must be between 1 and the sequence length {steps}, got {bad}")
+        raise ValueError(f"{who}: lengths must be between 1 and the sequence length {steps}, got {bad}")
     return None if np.all(lengths == steps) else lengths
 
 
@@ -90,13 +111,17 @@ class Recurrent(Module):
         if not isinstance(cell, Cell):
             raise TypeError(f"Recurrent needs an nn.Cell, got {type(cell).__name__}")
         self.cell = cell
-        self.batch_first, self.reverse = batch_first, reverse
+        self.batch_first = check_bool("Recurrent", "batch_first", batch_first)
+        self.reverse = check_bool("Recurrent", "reverse", reverse)
 
     def forward(self, x, state=None, lengths=None):
-        x, unbatched = _time_major(x, self.batch_first, type(self.cell).__name__)
+        who = type(self.cell).__name__
+        x, unbatched = _time_major(x, self.batch_first, who, self.cell)
         if unbatched and state is not None:
+            expected = map_state(lambda s: s.reshape(s.shape[1:]), self.cell.init_state(1))
+            check_state(self.cell, state, expected, "the initial state")
             state = map_state(lambda s: s.reshape((1,) + s.shape), state)
-        outputs, final = self.run(x, state, _check_lengths(lengths, x.shape[0], x.shape[1]))
+        outputs, final = self.run(x, state, _check_lengths(lengths, x.shape[0], x.shape[1], who))
         if unbatched:
             return outputs.reshape(outputs.shape[0], outputs.shape[2]), map_state(lambda s: s.reshape(s.shape[1:]), final)
         if self.batch_first:
@@ -165,11 +190,14 @@ class StackedRecurrent(Module):
     def __init__(self, make_cell, input_size, hidden_size, num_layers=1, batch_first=False, dropout=0.0,
                  bidirectional=False):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.batch_first, self.bidirectional = batch_first, bidirectional
-        self.dropout = dropout
+        who = type(self).__name__
+        check_callable(who, "make_cell", make_cell)
+        self.input_size = check_int(who, "input_size", input_size, minimum=1)
+        self.hidden_size = check_int(who, "hidden_size", hidden_size, minimum=1)
+        self.num_layers = num_layers = check_int(who, "num_layers", num_layers, minimum=1)
+        self.batch_first = check_bool(who, "batch_first", batch_first)
+        self.bidirectional = check_bool(who, "bidirectional", bidirectional)
+        self.dropout = dropout = check_real(who, "dropout", dropout, high=1.0, high_open=True)
         self._dropout = Dropout(dropout) if dropout > 0 and num_layers > 1 else None
         directions = 2 if bidirectional else 1
         self._layers = []  # per layer, one Recurrent per direction (not registered: names are flattened)
@@ -192,12 +220,13 @@ class StackedRecurrent(Module):
         return self
 
     def forward(self, x, hx=None, lengths=None):
-        x, unbatched = _time_major(x, self.batch_first, type(self).__name__)
-        if x.shape[2] != self.input_size:
-            raise ValueError(f"{type(self).__name__}: expected input size {self.input_size}, got {x.shape[2]} "
-                             f"(input shape {x.shape})")
+        """x (T, N, D), (N, T, D) with batch_first, or unbatched (T, D): a Tensor or ndarray of the
+        layer's dtype; hx (L*K, N, H) ((L*K, H) unbatched), a tuple of such for an LSTM, Tensors or
+        ndarrays of the layer's dtype; lengths (N,) ints in 1..T. Returns (output, h_n)."""
+        who = type(self).__name__
+        x, unbatched = _time_major(x, self.batch_first, who, self._layers[0][0].cell)
         steps, batch = x.shape[0], x.shape[1]
-        lengths = _check_lengths(lengths, steps, batch)
+        lengths = _check_lengths(lengths, steps, batch, who)
         initial = self._split_hx(hx, batch, unbatched)
         finals, index = [], 0
         for layer, runs in enumerate(self._layers):
@@ -222,15 +251,19 @@ class StackedRecurrent(Module):
         count = sum(len(runs) for runs in self._layers)
         if hx is None:
             return [None] * count
-        if isinstance(hx, np.ndarray):  # one array is one state part, not a sequence of them
-            hx = Tensor(hx)
-        cell = self._layers[0][0].cell
-        expected = map_state(lambda s: Tensor(np.zeros((count,) + s.shape, dtype=s.dtype)), cell.init_state(batch))
-        if unbatched:
-            hx = map_state(lambda s: _as_tensor(s, "hx").reshape(s.shape[0], 1, *s.shape[1:]), hx)
+        who = type(self).__name__
+        if isinstance(hx, (np.ndarray, Tensor)):  # one array is one state part, not a sequence of them
+            hx = _as_tensor(hx, "hx", who)
+        elif isinstance(hx, (tuple, list)):
+            hx = tuple(_as_tensor(s, "hx", who) if isinstance(s, np.ndarray) else s for s in hx)
         else:
-            hx = map_state(lambda s: _as_tensor(s, "hx"), hx)
+            raise TypeError(f"{who}: hx must be a Tensor, an ndarray or a tuple of them, got {type(hx).__name__}")
+        cell = self._layers[0][0].cell
+        expected = map_state(lambda s: Tensor(np.zeros((count,) + s.shape[int(unbatched):], dtype=s.dtype)),
+                             cell.init_state(batch))
         check_state(self, hx, expected, "hx")
+        if unbatched:
+            hx = map_state(lambda s: s.reshape(s.shape[0], 1, *s.shape[1:]), hx)
         return [map_state(lambda s: s[i], hx) for i in range(count)]
 
     def extra_repr(self):
@@ -238,29 +271,45 @@ class StackedRecurrent(Module):
                 f"batch_first={self.batch_first}, dropout={self.dropout}, bidirectional={self.bidirectional}")
 
 
+def _check_cell_options(who, bias, dtype):
+    """The built-in layers check ``bias`` and ``dtype`` under their own name before making cells."""
+    return check_bool(who, "bias", bias), check_float_dtype(who, dtype)
+
+
 class RNN(StackedRecurrent):
-    """Elman RNN layers: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), like ``torch.nn.RNN``."""
+    """Elman RNN layers: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), like ``torch.nn.RNN``.
+
+    Sizes and num_layers: ints >= 1; dropout in [0, 1); bias, batch_first, bidirectional: bools;
+    nonlinearity "tanh", "relu" (or "sigmoid"); dtype a floating dtype.
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=None):
+        if not isinstance(nonlinearity, str) or nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"RNN: nonlinearity must be one of {sorted(NONLINEARITIES)}, got {nonlinearity!r}")
+        bias, dtype = _check_cell_options("RNN", bias, dtype)
         super().__init__(lambda d, layer, direction: RNNCell(d, hidden_size, bias, nonlinearity, dtype),
                          input_size, hidden_size, num_layers, batch_first, dropout, bidirectional)
         self.nonlinearity = nonlinearity
 
 
 class LSTM(StackedRecurrent):
-    """LSTM layers (gate order i, f, g, o), like ``torch.nn.LSTM``: returns output, (h_n, c_n)."""
+    """LSTM layers (gate order i, f, g, o), like ``torch.nn.LSTM``: returns output, (h_n, c_n).
+
+    Arguments as ``RNN``'s (without nonlinearity)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, dtype=None):
+        bias, dtype = _check_cell_options("LSTM", bias, dtype)
         super().__init__(lambda d, layer, direction: LSTMCell(d, hidden_size, bias, dtype),
                          input_size, hidden_size, num_layers, batch_first, dropout, bidirectional)
 
 
 class GRU(StackedRecurrent):
-    """GRU layers (gate order r, z, n), like ``torch.nn.GRU``."""
+    """GRU layers (gate order r, z, n), like ``torch.nn.GRU``. Arguments as ``RNN``'s (without nonlinearity)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, dtype=None):
+        bias, dtype = _check_cell_options("GRU", bias, dtype)
         super().__init__(lambda d, layer, direction: GRUCell(d, hidden_size, bias, dtype),
                          input_size, hidden_size, num_layers, batch_first, dropout, bidirectional)
