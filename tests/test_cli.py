@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tinygrad_rnn.functional as F
 import tinygrad_rnn.optim as optim
 from tinygrad_rnn import cli
 from tinygrad_rnn.checkpoint import load_checkpoint
@@ -130,14 +131,28 @@ def test_a_diverged_run_exits_with_status_one(text_file, tmp_path, monkeypatch, 
     assert status == 1 and err.count("\n") == 1 and "step 1" in err
 
 
-def test_ctrl_c_during_training_names_the_checkpoint_to_resume_from(tmp_path, monkeypatch, capsys):
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-    monkeypatch.setattr(cli, "train_char_lm", interrupted)
+def test_ctrl_c_during_training_saves_the_steps_done_and_resume_continues(text_file, tmp_path, monkeypatch,
+                                                                         capsys):
+    real_cross_entropy, training_steps = F.cross_entropy, []
+
+    def ctrl_c_in_step_seven(logits, targets, **kwargs):
+        if logits.requires_grad:  # a training step, not a validation pass
+            training_steps.append(1)
+            if len(training_steps) == 7:
+                raise KeyboardInterrupt
+        return real_cross_entropy(logits, targets, **kwargs)
+
+    monkeypatch.setattr(F, "cross_entropy", ctrl_c_in_step_seven)
     path = tmp_path / "lm.npz"
-    assert cli.main(["train", "--checkpoint", str(path)]) == 130
+    argv = ["train", "--text", str(text_file), "--steps", "9", "--checkpoint", str(path)] + TINY  # evaluates at 5
+    assert cli.main(argv) == 130
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and str(path) in err and "--resume" in err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err == f"tinygrad-rnn: training interrupted after step 6: {path} holds step 6; continue with --resume\n"
+    assert load_checkpoint(path)[3]["step"] == 6
+    monkeypatch.undo()
+    assert cli.main(argv + ["--resume"]) == 0
+    assert "resuming from" in capsys.readouterr().out and load_checkpoint(path)[3]["step"] == 9
 
 
 def test_train_never_replaces_a_checkpoint_without_resume_or_force(trained, text_file, capsys):

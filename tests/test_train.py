@@ -14,7 +14,8 @@ from tinygrad_rnn.models import CharLM, SentimentClassifier, detach_state
 from tinygrad_rnn.random import manual_seed
 from tinygrad_rnn.tensor import Tensor
 from tinygrad_rnn.checkpoint import CheckpointError, best_checkpoint_path, load_checkpoint, save_checkpoint
-from tinygrad_rnn.train import TrainingDiverged, evaluate_char_lm, sentiment_accuracy, train_char_lm, train_sentiment
+from tinygrad_rnn.train import (TrainingDiverged, TrainingInterrupted, evaluate_char_lm, sentiment_accuracy,
+                                train_char_lm, train_sentiment)
 
 TEXT = "the cat sat on the mat. the dog sat on the log.\n" * 12
 SMALL = dict(seq_len=5, batch_size=3, hidden_size=6, embedding_dim=4, val_fraction=0.2, log=lambda line: None)
@@ -163,6 +164,59 @@ def test_a_run_killed_while_writing_a_checkpoint_leaves_the_previous_one_whole(t
     assert path.read_bytes() == before
     assert load_checkpoint(path)[3]["step"] == 2
     assert sorted(os.listdir(tmp_path)) == ["run.best.npz", "run.npz"]  # no temporary file left behind
+
+
+def ctrl_c_at_training_step(monkeypatch, k):
+    """Make the k-th training forward pass (step k's loss) raise KeyboardInterrupt, as Ctrl-C would."""
+    real_cross_entropy, calls = F.cross_entropy, []
+
+    def cross_entropy(logits, targets, **kwargs):
+        if logits.requires_grad:  # a training step, not a validation pass
+            calls.append(1)
+            if len(calls) == k:
+                raise KeyboardInterrupt
+        return real_cross_entropy(logits, targets, **kwargs)
+
+    monkeypatch.setattr(F, "cross_entropy", cross_entropy)
+
+
+def test_ctrl_c_saves_every_step_done_and_the_run_resumes_as_if_unbroken(tmp_path, monkeypatch):
+    settings = dict(SMALL, eval_every=100, seed=4)  # no evaluation (and no checkpoint) before the interrupt
+    straight = train_char_lm(TEXT, steps=5, **settings)
+    path = tmp_path / "run.npz"
+    ctrl_c_at_training_step(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt, match=f"interrupted after step 3: {path} holds step 3") as caught:
+        train_char_lm(TEXT, steps=5, checkpoint=path, **settings)
+    assert isinstance(caught.value, TrainingInterrupted) and caught.value.step == caught.value.saved_step == 3
+    monkeypatch.undo()
+    assert load_checkpoint(path)[3]["step"] == 3
+    resumed = train_char_lm(TEXT, steps=5, checkpoint=path, resume=True, **settings)
+    assert resumed.step == 5
+    for name, value in straight.model.state_dict().items():
+        np.testing.assert_array_equal(resumed.model.state_dict()[name], value, err_msg=name)
+
+
+def test_ctrl_c_in_the_middle_of_an_update_keeps_the_last_whole_checkpoint(tmp_path, monkeypatch):
+    settings = dict(SMALL, eval_every=2, seed=4)
+    two_steps = train_char_lm(TEXT, steps=2, **settings).model.state_dict()
+    path = tmp_path / "run.npz"
+    real_step, updates = optim.Adam.step, []
+
+    def interrupted_half_way(self):
+        updates.append(1)
+        if len(updates) == 3:  # step 3: one parameter moves, then Ctrl-C
+            self.params[0].data += 1.0
+            raise KeyboardInterrupt
+        real_step(self)
+
+    monkeypatch.setattr(optim.Adam, "step", interrupted_half_way)
+    with pytest.raises(TrainingInterrupted, match=f"during the update of step 3: {path} holds step 2") as caught:
+        train_char_lm(TEXT, steps=5, checkpoint=path, **settings)
+    assert caught.value.step == 2 and caught.value.saved_step == 2
+    model, _, _, meta = load_checkpoint(path)
+    assert meta["step"] == 2
+    for name, value in two_steps.items():
+        np.testing.assert_array_equal(model.state_dict()[name], value, err_msg=name)
 
 
 def test_a_non_finite_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ Each subcommand is a ``Subcommand(help, add_arguments, run)`` in the ``SUBCOMMAN
 ``add_arguments(parser)`` declares its options and ``run(args) -> exit status`` does the work.
 Bad input (a missing or empty text file, a temperature <= 0, a checkpoint that does not fit)
 prints one line to stderr and exits with status 2; a diverged training run exits with 1, and
-Ctrl-C with 130 (a training run keeps its last checkpoint, to continue with ``--resume``).
+Ctrl-C with 130 (a training run first saves its last whole step, to continue with ``--resume``).
 """
 import argparse
 import os
@@ -24,7 +24,7 @@ from .checkpoint import (best_checkpoint_path, checkpoint_parts, checkpoint_to_r
 from .data import builtin_corpus, load_text
 from .gradflow import contributions_command, gradflow_command
 from .models import default_prime
-from .train import TrainingDiverged, train_char_lm, train_sentiment
+from .train import TrainingDiverged, TrainingInterrupted, train_char_lm, train_sentiment
 
 __all__ = ["main", "build_parser", "Subcommand", "SUBCOMMANDS"]
 
@@ -210,10 +210,12 @@ def main(argv=None):
         return _fail(error, 2)
     except TrainingDiverged as error:
         return _fail(error, 1)
+    except TrainingInterrupted as interrupt:
+        resume = "; continue with --resume" if interrupt.saved_step is not None else ""
+        print(f"{PROG}: {interrupt}{resume}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        kept = (f"; the last checkpoint written is kept at {args.checkpoint} (continue with --resume)"
-                if args.command == "train" else "")
-        print(f"{PROG}: interrupted{kept}", file=sys.stderr)
+        print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -26,7 +26,7 @@ from .models import (CharLM, SentimentClassifier, default_prime, detach_state, e
 from .random import manual_seed
 from .tensor import Tensor, no_grad
 
-__all__ = ["TrainingDiverged", "TrainResult", "OPTIMIZERS", "evaluate_char_lm", "train_char_lm", "train_sentiment",
+__all__ = ["TrainingDiverged", "TrainingInterrupted", "TrainResult", "OPTIMIZERS", "evaluate_char_lm", "train_char_lm", "train_sentiment",
            "sentiment_accuracy"]
 
 OPTIMIZERS = {"adam": optim.Adam, "sgd": optim.SGD, "adagrad": optim.Adagrad, "rmsprop": optim.RMSprop}
@@ -38,6 +38,15 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, message, step):
         super().__init__(message)
         self.step = step
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``train_char_lm``: ``step`` steps were done, and the checkpoint on disk holds
+    step ``saved_step`` (None: it holds nothing of this run)."""
+
+    def __init__(self, message, step, saved_step):
+        super().__init__(message)
+        self.step, self.saved_step = step, saved_step
 
 
 # ===================================================================== the character language model
@@ -101,6 +110,11 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
     unless ``overwrite`` is set: CheckpointExistsError (a FileExistsError) naming the files, before
     anything is trained. ``seed`` fixes the initial weights and the samples.
 
+    Ctrl-C (KeyboardInterrupt) during training writes the checkpoint of the last whole step (if
+    ``checkpoint`` is a path and it is not on disk yet) and raises TrainingInterrupted, a
+    KeyboardInterrupt whose message says which step the checkpoint holds, to resume from. Ctrl-C in
+    the middle of a parameter update writes nothing: the checkpoint keeps the last step saved.
+
     Raises TrainingDiverged, naming the step, when the loss or the gradient norm is not finite;
     the checkpoint on disk is then the last good one. Raises ValueError for bad arguments, text
     with characters outside a resumed vocabulary, or a checkpoint that does not fit, and OSError
@@ -159,6 +173,13 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
     log = progress_meter.log
     checkpoints = _Checkpoints(checkpoint, step if saved else None)
     history, train_loss, val_loss = [], math.nan, math.nan
+    updating = False  # True while the parameters and optimizer state are between step and step + 1
+
+    def progress():
+        """The run so far, as save_checkpoint's arguments."""
+        return dict(model=model, vocab=vocab, optimizer=opt, step=step, best_val_loss=best, carried_state=state,
+                    training=training)
+
     started = time.perf_counter()
     try:
         while step < total_steps:
@@ -166,9 +187,11 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
                 state = None  # a new epoch: every stream starts again from its beginning
                 batches = stream_batches(train_ids, batch_size, seq_len)
             inputs, targets = next(batches)
-            train_loss, state = _update(model, opt, params, inputs, targets, state, clip, step + 1, checkpoints)
-            step += 1
-            position = (position + 1) % windows
+            train_loss, new_state = _gradients(model, opt, params, inputs, targets, state, clip, step + 1, checkpoints)
+            updating = True
+            opt.step()
+            step, state, position = step + 1, new_state, (position + 1) % windows
+            updating = False
             progress_meter.update(step, train_loss, inputs.size)
             if step % eval_every == 0 or step == total_steps:
                 val_loss = evaluate_char_lm(model, val_ids, batch_size, seq_len)
@@ -177,11 +200,14 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
                 improved, best = val_loss < best, min(best, val_loss)
                 log(f"step {step}: validation {val_loss:.3f} nats/char (unigram baseline {baseline:.3f})"
                     + (", best so far" if improved else ""))
-                checkpoints.save(improved, model=model, vocab=vocab, optimizer=opt, step=step, best_val_loss=best,
-                                 carried_state=state, training=training)
+                checkpoints.save(improved, **progress())
             if sample_every and (step % sample_every == 0 or step == total_steps):
                 sample = model.sample(vocab, prime, sample_length, temperature, seed=seed + step)
                 log(f"--- sample at step {step} ---\n{sample}\n---")
+    except KeyboardInterrupt:
+        if not updating and step != checkpoints.last_saved_step and step > 0:
+            checkpoints.save(False, **progress())
+        raise checkpoints.interrupted(step, updating) from None
     finally:
         progress_meter.close()
     if not history:
@@ -191,10 +217,11 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
                        history)
 
 
-def _update(model, opt, params, inputs, targets, state, clip, step, checkpoints):
-    """One truncated-BPTT update on the window (inputs, targets), each (S, B), from the carried
-    ``state``; returns (the window's mean loss, the final state detached for the next window).
-    Raises TrainingDiverged before the update when the loss or the gradient norm is not finite."""
+def _gradients(model, opt, params, inputs, targets, state, clip, step, checkpoints):
+    """The gradients of one truncated-BPTT update on the window (inputs, targets), each (S, B),
+    from the carried ``state``, clipped, in the parameters' ``.grad`` (the caller then takes the
+    optimizer step); returns (the window's mean loss, the final state detached for the next window).
+    Raises TrainingDiverged when the loss or the gradient norm is not finite."""
     logits, new_state = model(inputs, state)
     loss = F.cross_entropy(logits, targets)
     loss_value = float(loss.item())
@@ -205,13 +232,12 @@ def _update(model, opt, params, inputs, targets, state, clip, step, checkpoints)
     norm = optim.clip_grad_norm_(params, clip)
     if not math.isfinite(norm):
         raise checkpoints.diverged("gradient norm", norm, step)
-    opt.step()
     return loss_value, detach_state(new_state)
 
 
 class _Checkpoints:
     """A run's checkpoint at ``path`` (None: none is written) and its best-validation twin, and the
-    last step saved (what a diverged run leaves on disk)."""
+    last step saved (what a diverged or interrupted run leaves on disk)."""
 
     def __init__(self, path, last_saved_step):
         self.path, self.last_saved_step = path, last_saved_step
@@ -234,6 +260,17 @@ class _Checkpoints:
             kept = f"the last good checkpoint (step {self.last_saved_step}) is kept at {os.fspath(self.path)}"
         return TrainingDiverged(f"training stopped at step {step}: the {what} is {value} (not finite); {kept}. "
                                 f"Try a lower learning rate or a smaller clip.", step)
+
+    def interrupted(self, step, updating):
+        """The TrainingInterrupted to raise after ``step`` steps (``updating``: during the next one's update)."""
+        when = f"during the update of step {step + 1}" if updating else f"after step {step}"
+        if self.path is None:
+            kept = "no checkpoint was asked for"
+        elif self.last_saved_step is None:
+            kept = f"nothing was saved to {os.fspath(self.path)}"
+        else:
+            kept = f"{os.fspath(self.path)} holds step {self.last_saved_step}"
+        return TrainingInterrupted(f"training interrupted {when}: {kept}", step, self.last_saved_step)
 
 
 def _total_steps(steps, epochs):
