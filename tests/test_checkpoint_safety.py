@@ -3,6 +3,7 @@ steps done, an unwritable checkpoint path is refused before training, killed sav
 behind for long and are never read as checkpoints, broken checkpoint files are named with the field
 that is wrong, and the process's cache of compiled programs stays bounded."""
 import glob
+import json
 import os
 import re
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 import tinygrad_rnn as tr
 import tinygrad_rnn.functional as F
 from tinygrad_rnn import cli, tape
+from tinygrad_rnn.checkpoint import CheckpointError, load_checkpoint
 from tinygrad_rnn.train import train_char_lm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,3 +140,95 @@ def test_the_train_command_names_an_unwritable_checkpoint_in_one_line(tmp_path, 
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and f"cannot write {path}: " in captured.err, captured.err
     assert "step 1" not in captured.out and ".tmp" not in captured.err
+
+
+# ===================================================================== broken checkpoint files
+def rewritten(path, change):
+    """Rewrite the checkpoint at ``path`` with ``change(arrays)`` applied to its arrays."""
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    change(arrays)
+    with open(path, "wb") as file:
+        np.savez(file, **arrays)
+
+
+def setting(key, value):
+    return lambda arrays: arrays.__setitem__(key, value)
+
+
+def removing(key):
+    return lambda arrays: arrays.pop(key)
+
+
+def json_with(key, **changes):
+    def change(arrays):
+        arrays[key] = np.array(json.dumps({**json.loads(arrays[key].item()), **changes}))
+    return change
+
+
+def json_without(key, entry):
+    def change(arrays):
+        value = json.loads(arrays[key].item())
+        del value[entry]
+        arrays[key] = np.array(json.dumps(value))
+    return change
+
+
+BROKEN = {  # what is wrong -> (how to break a good checkpoint, the field the error must name)
+    "config not JSON": (setting("config.json", np.array("{'model': CharLM")), "'config.json' is not valid JSON"),
+    "config a number": (setting("config.json", np.array(3)), "'config.json' must be a JSON text"),
+    "config a list": (setting("config.json", np.array("[1, 2]")), "'config.json' must be a JSON object, got list"),
+    "config missing": (removing("config.json"), "no config.json"),
+    "config lacks a size": (json_without("config.json", "hidden_size"), "'config.json'.*'hidden_size'"),
+    "config of a bad kind": (json_with("config.json", model="Transformer"), "'config.json'.*Transformer"),
+    "config of a bad type": (json_with("config.json", hidden_size="many"), "'config.json'.*many"),
+    "step a fraction": (setting("step", np.array(2.5)), "'step' must be a non-negative integer, got 2.5"),
+    "step a word": (setting("step", np.array("ten")), "'step' must be a non-negative integer, got 'ten'"),
+    "step negative": (setting("step", np.array(-3)), "'step' must be a non-negative integer, got -3"),
+    "step an array": (setting("step", np.array([1, 2])), "'step' must be a non-negative integer, got an array"),
+    "step missing": (removing("step"), "no step"),
+    "best loss a word": (setting("best_val_loss", np.array("low")), "'best_val_loss' must be a number"),
+    "vocab of floats": (setting("vocab", np.array([97.5, 98.0])), "'vocab' must be"),
+    "vocab not characters": (setting("vocab", np.array([-1, 97])), "'vocab' must be"),
+    "vocab repeated": (setting("vocab", np.array([97, 97])), "'vocab'.*repeated"),
+    "vocab of another size": (setting("vocab", np.array([97, 98])), "'vocab' has 2 characters.*vocab_size"),
+    "weights of text": (lambda arrays: arrays.__setitem__("model/decoder.bias", arrays["model/decoder.bias"]
+                                                          .astype(str)), "'model/decoder.bias' must hold"),
+    "optimizer not JSON": (setting("optimizer.json", np.array("{")), "'optimizer.json' is not valid JSON"),
+    "optimizer array gone": (removing("optimizer/state/0/exp_avg"), "'optimizer.json'.*optimizer/state/0/exp_avg"),
+    "carried state not JSON": (setting("carried_state.json", np.array("(")), "'carried_state.json' is not valid"),
+    "carried state gone": (removing("carried_state/0"), "'carried_state.json'.*carried_state/0"),
+    "training a list": (setting("training.json", np.array("[]")), "'training.json' must be a JSON object"),
+}
+
+
+@pytest.fixture(scope="module")
+def good_checkpoint(tmp_path_factory):
+    """The bytes of a checkpoint of 2 steps, with optimizer and carried state."""
+    path = tmp_path_factory.mktemp("good") / "run.npz"
+    train_char_lm(TEXT, steps=2, checkpoint=path, **dict(SMALL, eval_every=2))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("broken", BROKEN)
+def test_a_broken_checkpoint_is_refused_naming_the_file_and_the_field(broken, good_checkpoint, tmp_path, capsys):
+    change, expected = BROKEN[broken]
+    path = tmp_path / "run.npz"
+    path.write_bytes(good_checkpoint)
+    rewritten(path, change)
+    with pytest.raises(CheckpointError, match=f"{re.escape(str(path))}.*{expected}"):
+        load_checkpoint(path)
+    for argv in (["sample", "--checkpoint", str(path)], ["train", "--resume", "--checkpoint", str(path)]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(path) in err and re.search(expected, err), (argv, err)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.95])
+def test_a_truncated_checkpoint_is_refused_naming_the_file(keep, good_checkpoint, tmp_path, capsys):
+    path = tmp_path / "run.npz"
+    path.write_bytes(good_checkpoint[:int(len(good_checkpoint) * keep)])
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))} is not a readable .npz file"):
+        load_checkpoint(path)
+    assert cli.main(["train", "--resume", "--checkpoint", str(path)]) == 2
+    assert str(path) in capsys.readouterr().err

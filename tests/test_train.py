@@ -189,7 +189,8 @@ def test_ctrl_c_saves_every_step_done_and_the_run_resumes_as_if_unbroken(tmp_pat
         train_char_lm(TEXT, steps=5, checkpoint=path, **settings)
     assert isinstance(caught.value, TrainingInterrupted) and caught.value.step == caught.value.saved_step == 3
     monkeypatch.undo()
-    assert load_checkpoint(path)[3]["step"] == 3
+    meta = load_checkpoint(path)[3]
+    assert meta["step"] == 3 and meta["best_val_loss"] is None  # no validation yet
     resumed = train_char_lm(TEXT, steps=5, checkpoint=path, resume=True, **settings)
     assert resumed.step == 5
     for name, value in straight.model.state_dict().items():

@@ -17,6 +17,7 @@ writing leaves the previous file whole), holding:
 import json
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -115,11 +116,23 @@ def checkpoint_to_resume(path):
     return read_checkpoint(path)
 
 
-def saved_vocab(arrays):
-    """The checkpoint's CharVocab, or None if it saved none."""
+def saved_vocab(arrays, path):
+    """The CharVocab of the checkpoint read from ``path``, or None if it saved none; CheckpointError
+    naming the file when it is not one (or not of the size of the model's)."""
     if "vocab" not in arrays:
         return None
-    return CharVocab.from_list([chr(code) for code in arrays["vocab"].tolist()])
+    codes = arrays["vocab"]
+    if codes.ndim != 1 or codes.dtype.kind not in "iu" or not np.all((codes >= 0) & (codes <= sys.maxunicode)):
+        raise _broken(path, "vocab", f"must be a 1-D array of character code points (0 to "
+                                      f"{sys.maxunicode}), got {_described(codes)}")
+    try:
+        vocab = CharVocab.from_list([chr(code) for code in codes.tolist()])
+    except ValueError as error:
+        raise _broken(path, "vocab", f"is not a vocabulary: {error}") from None
+    size = (_json_field(arrays, path, "config.json") or {}).get("vocab_size")
+    if size is not None and size != len(vocab):
+        raise _broken(path, "vocab", f"has {len(vocab)} characters, but config.json says vocab_size {size!r}")
+    return vocab
 
 
 def required_vocab(vocab, path):
@@ -130,27 +143,78 @@ def required_vocab(vocab, path):
 
 
 def checkpoint_parts(arrays, path, model, cell):
-    """``load_checkpoint``'s result from the arrays already read from ``path``."""
-    config = _json_entry(arrays, "config.json")
+    """``load_checkpoint``'s result from the arrays already read from ``path``; CheckpointError
+    naming the file and the field when a field is not what ``save_checkpoint`` writes."""
+    config = _json_field(arrays, path, "config.json")
+    vocab = saved_vocab(arrays, path)
     weights = {name[len("model/"):]: value for name, value in arrays.items() if name.startswith("model/")}
+    for name, value in weights.items():
+        if value.dtype.kind != "f":
+            raise _broken(path, f"model/{name}", f"must hold floating-point numbers, got {_described(value)}")
     if model is None:
-        model = build_model(config, cell)
+        try:
+            model = build_model(config, cell)
+        except (ValueError, TypeError) as error:
+            raise _broken(path, "config.json", f"does not describe a model: {error}") from None
     try:
         model.load_state_dict(weights)
     except KeyError as error:
         raise CheckpointError(f"checkpoint {os.fspath(path)} does not fit the model (it was saved from "
                               f"{config}): {error.args[0]}") from None
-    optimizer_state = _unpack(_json_entry(arrays, "optimizer.json"), arrays)
-    best = float(arrays["best_val_loss"])
-    meta = {"step": int(arrays["step"]), "best_val_loss": None if math.isnan(best) else best, "config": config,
-            "training": _json_entry(arrays, "training.json") or {},
-            "carried_state": _unpack(_json_entry(arrays, "carried_state.json"), arrays)}
-    return model, saved_vocab(arrays), optimizer_state, meta
+    meta = {"step": _number(arrays, path, "step", "iu", "a non-negative integer"),
+            "best_val_loss": _number(arrays, path, "best_val_loss", "f", "a number (NaN: none yet)"),
+            "config": config, "training": _json_field(arrays, path, "training.json") or {},
+            "carried_state": _arrays_field(arrays, path, "carried_state.json")}
+    if meta["step"] < 0:
+        raise _broken(path, "step", f"must be a non-negative integer, got {meta['step']}")
+    if math.isnan(meta["best_val_loss"]):
+        meta["best_val_loss"] = None
+    return model, vocab, _arrays_field(arrays, path, "optimizer.json"), meta
 
 
-def _json_entry(arrays, key):
-    """The JSON value stored under ``key`` (None when the checkpoint has no such entry)."""
-    return json.loads(arrays[key].item()) if key in arrays else None
+def _broken(path, key, problem):
+    """The CheckpointError for the field ``key`` of the checkpoint at ``path``: ``problem``."""
+    return CheckpointError(f"{os.fspath(path)} is a broken checkpoint: field {key!r} {problem}")
+
+
+def _described(array):
+    """``array`` in a few words for an error message: its value if it is 0-d, else its dtype and shape."""
+    return repr(array.item()) if array.ndim == 0 else f"an array of dtype {array.dtype} and shape {array.shape}"
+
+
+def _number(arrays, path, key, kinds, wanted):
+    """The 0-d number stored under ``key`` as a Python number, if its dtype kind is one of ``kinds``."""
+    value = arrays[key]
+    if value.ndim != 0 or value.dtype.kind not in kinds:
+        raise _broken(path, key, f"must be {wanted}, got {_described(value)}")
+    return value.item()
+
+
+def _json_field(arrays, path, key):
+    """The JSON object stored under ``key`` as a dict (None when the checkpoint has no such entry)."""
+    if key not in arrays:
+        return None
+    text = arrays[key]
+    if text.ndim != 0 or text.dtype.kind != "U":
+        raise _broken(path, key, f"must be a JSON text (a 0-d str array), got {_described(text)}")
+    try:
+        value = json.loads(text.item())
+    except json.JSONDecodeError as error:
+        raise _broken(path, key, f"is not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise _broken(path, key, f"must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _arrays_field(arrays, path, key):
+    """The structure of arrays stored under ``key`` by ``_pack`` (None when there is none)."""
+    packed = _json_field(arrays, path, key)
+    try:
+        return _unpack(packed, arrays)
+    except KeyError as error:
+        raise _broken(path, key, f"is not what save_checkpoint writes: {error.args[0]!r} is missing") from None
+    except (TypeError, ValueError, IndexError, AttributeError) as error:
+        raise _broken(path, key, f"is not what save_checkpoint writes ({error})") from None
 
 
 def _pack(value, key, arrays):

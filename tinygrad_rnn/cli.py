@@ -76,8 +76,8 @@ def _add_train_arguments(parser):
 def _train(args):
     if not (args.resume or args.force):
         refuse_to_overwrite(args.checkpoint, "--resume", "--force", "another --checkpoint")
-    text = load_text(args.text) if args.text else builtin_corpus()
     model, training = _resumed_settings(args.checkpoint) if args.resume else ({}, {})
+    text = load_text(args.text) if args.text else builtin_corpus()
     settings = {  # given on the command line, else the resumed checkpoint's, else the default
         "cell": _first(args.cell, model.get("cell"), TRAIN_DEFAULTS["cell"]),
         "hidden": _first(args.hidden, model.get("hidden_size"), TRAIN_DEFAULTS["hidden"]),

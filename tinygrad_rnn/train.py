@@ -137,7 +137,7 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
         check_writable(checkpoint)
     manual_seed(seed)
     saved = checkpoint_to_resume(checkpoint) if resume else None
-    vocab = required_vocab(saved_vocab(saved), checkpoint) if resume else CharVocab(text)
+    vocab = required_vocab(saved_vocab(saved, checkpoint), checkpoint) if resume else CharVocab(text)
     try:
         ids = vocab.encode(text)
     except ValueError as error:
@@ -177,8 +177,8 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
 
     def progress():
         """The run so far, as save_checkpoint's arguments."""
-        return dict(model=model, vocab=vocab, optimizer=opt, step=step, best_val_loss=best, carried_state=state,
-                    training=training)
+        return dict(model=model, vocab=vocab, optimizer=opt, step=step, carried_state=state, training=training,
+                    best_val_loss=best if math.isfinite(best) else None)
 
     started = time.perf_counter()
     try:
