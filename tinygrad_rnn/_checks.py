@@ -41,13 +41,16 @@ def check_int(who, name, value, minimum=None):
 
 def check_real(who, name, value, high=None, high_open=False, low=0.0):
     """``value`` as a finite float in [low, high] ([low, high) with ``high_open``; no upper bound
-    when ``high`` is None). A bool, str or array is a TypeError."""
+    when ``high`` is None, no bound at all with low=-math.inf). A bool, str or array is a TypeError."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{who}: {name} must be a real number, got {describe(value)}")
     value = float(value)
     too_high = high is not None and (value >= high if high_open else value > high)
     if not math.isfinite(value) or value < low or too_high:
-        interval = f">= {low:g}" if high is None else f"in [{low:g}, {high}{')' if high_open else ']'}"
+        if high is None:
+            interval = "a finite number" if low == -math.inf else f">= {low:g}"
+        else:
+            interval = f"in [{low:g}, {high}{')' if high_open else ']'}"
         raise ValueError(f"{who}: {name} must be {interval}, got {value}")
     return value
 

@@ -5,9 +5,11 @@ finds it under a dotted name (``encoder.weight``). ``state_dict()`` maps those n
 the arrays; for the built-in layers the names and shapes are exactly PyTorch's.
 """
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
+from .._checks import check_bool, describe
 from .._files import load_arrays, save_arrays
 from ..tensor import Tensor
 
@@ -15,7 +17,10 @@ __all__ = ["Module", "Parameter"]
 
 
 class Parameter(Tensor):
-    """A leaf Tensor that requires grad and that a Module registers when assigned to an attribute."""
+    """A leaf Tensor that requires grad and that a Module registers when assigned to an attribute.
+
+    ``data``: what ``Tensor`` accepts (an ndarray keeps its dtype), or a Tensor (its array is shared).
+    """
 
     __slots__ = ()
 
@@ -49,7 +54,16 @@ class Module:
         object.__setattr__(self, name, value)
 
     def register_parameter(self, name, param):
-        """Register ``param`` under ``name`` (``None`` records an absent parameter, e.g. no bias)."""
+        """Register ``param`` (a Parameter, or ``None`` for an absent one, e.g. no bias) under
+        ``name`` (a non-empty str without dots)."""
+        who = f"{type(self).__name__}.register_parameter"
+        if not isinstance(name, str):
+            raise TypeError(f"{who}: the name must be a str, got {describe(name)}")
+        if not name or "." in name:
+            raise ValueError(f"{who}: the name must be non-empty and contain no '.', got {name!r}")
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"{who}: cannot register {describe(param)} as parameter {name!r}: "
+                            f"wrap it in nn.Parameter (or pass None)")
         if param is None:
             self._parameters.pop(name, None)
             object.__setattr__(self, name, None)
@@ -92,8 +106,10 @@ class Module:
             param.grad = None
 
     def train(self, mode=True):
+        """Training mode (``mode`` True or False) for this module and every submodule."""
+        mode = check_bool(f"{type(self).__name__}.train", "mode", mode)
         for module in self.modules():
-            object.__setattr__(module, "training", bool(mode))
+            object.__setattr__(module, "training", mode)
         return self
 
     def eval(self):
@@ -105,12 +121,24 @@ class Module:
         return {name: param.data.copy() for name, param in self.named_parameters()}
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays into the parameters by name (values are cast to each parameter's dtype).
+        """Copy arrays into the parameters by name; nothing changes unless everything fits.
 
-        With ``strict`` every parameter must be present and nothing else; in any mode a shape
-        mismatch is an error. Errors list every offending key. Returns (missing, unexpected).
+        ``state_dict``: a mapping of name -> ndarray or Tensor of a floating dtype (cast to each
+        parameter's dtype, as PyTorch does); anything else (a list, an int array, a nested list)
+        is a TypeError naming the key. With ``strict`` (True or False) every parameter must be
+        present and nothing else; in any mode a shape mismatch is an error. Missing, unexpected
+        and mis-shaped keys are one KeyError listing every offending key. Returns (missing, unexpected).
         """
+        who = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"{who}: state_dict must be a mapping of parameter name -> array "
+                            f"(such as state_dict() returns), got {describe(state_dict)}")
+        strict = check_bool(who, "strict", strict)
         own = dict(self.named_parameters())
+        unusable = [f"{name!r} is {describe(state_dict[name])}" for name in own if name in state_dict
+                    and not (isinstance(state_dict[name], (Tensor, np.ndarray)) and state_dict[name].dtype.kind == "f")]
+        if unusable:
+            raise TypeError(f"{who}: values must be floating-point ndarrays or Tensors: " + "; ".join(unusable))
         missing = [name for name in own if name not in state_dict]
         unexpected = [name for name in state_dict if name not in own]
         wrong_shape = []
@@ -118,7 +146,7 @@ class Module:
         for name, param in own.items():
             if name in state_dict:
                 value = state_dict[name]
-                value = value.data if isinstance(value, Tensor) else np.asarray(value)
+                value = value.data if isinstance(value, Tensor) else value
                 if value.shape != param.shape:
                     wrong_shape.append(f"{name}: expected shape {param.shape}, got {value.shape}")
                 values[name] = value
@@ -141,8 +169,8 @@ class Module:
         arrays = load_arrays(path)
         try:
             return self.load_state_dict(arrays, strict=strict)
-        except KeyError as error:
-            raise KeyError(f"{os.fspath(path)}: {error.args[0]}") from None
+        except (KeyError, TypeError) as error:
+            raise type(error)(f"{os.fspath(path)}: {error.args[0]}") from None
 
     def __repr__(self):
         lines = [f"{type(self).__name__}({self.extra_repr()})"]
