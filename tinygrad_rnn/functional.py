@@ -8,6 +8,7 @@ import numbers
 
 import numpy as np
 
+from ._checks import IdOutOfRangeError, check_bool, check_int
 from .ops import linear, where
 from .random import default_generator
 from .tensor import Tensor, get_default_dtype
@@ -109,6 +110,9 @@ def mse_loss(input, target, reduction="mean"):
     if target.shape != input.shape:
         raise ValueError(f"mse_loss: input has shape {input.shape} but target has shape "
                          f"{target.shape}; they must be equal (no broadcasting)")
+    if target.dtype != input.dtype:
+        raise TypeError(f"mse_loss: input has dtype {input.dtype} but target has dtype {target.dtype}; "
+                        f"they must be equal (no silent cast)")
     difference = input - target
     squared = difference * difference
     if reduction == "none":
@@ -135,10 +139,12 @@ def dropout(x, p=0.5, training=True, rng=None):
     Each unit is zeroed with probability p and the kept ones are scaled by 1 / (1 - p), so
     E[y] = x and evaluation needs no rescaling; dy/dx = m / (1 - p). Returns ``x`` itself when
     ``training`` is False or p == 0. x: (*) floating Tensor; y has its shape and dtype.
+    p: a real number in [0, 1); training: True or False.
     rng: the ``np.random.Generator`` drawing the mask (default: the library's default generator,
     ``tinygrad_rnn.random.default_generator()``, which ``manual_seed`` reseeds).
     """
     _check_floating_tensor(x, "x", "dropout")
+    training = check_bool("dropout", "training", training)
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
         raise ValueError(f"dropout: p must be a probability in [0, 1), got {p!r}")
     if not training or p == 0:
@@ -160,14 +166,15 @@ def one_hot(ids, num_classes, dtype=None):
     ids: (*) integer class ids in [0, num_classes), as an ndarray, an integer Tensor or a list;
     returns a Tensor (*, num_classes) of ``dtype`` (default: the default dtype) needing no grad.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+    if check_int("one_hot", "num_classes", num_classes) < 1:
         raise ValueError(f"one_hot: num_classes must be a positive int, got {num_classes!r}")
     ids = _class_ids(ids, num_classes, "one_hot", "ids")
     return Tensor(ids[..., None] == np.arange(num_classes), dtype=dtype or get_default_dtype())
 
 
 def _class_ids(ids, num_classes, function, name, ignore_index=None):
-    """``ids`` as an integer ndarray, each in [0, num_classes) or equal to ``ignore_index``."""
+    """``ids`` as an integer ndarray, each in [0, num_classes) or equal to ``ignore_index`` (else an
+    IdOutOfRangeError: an IndexError as in PyTorch, and a ValueError)."""
     array = ids.data if isinstance(ids, Tensor) else ids
     if isinstance(array, (list, tuple, int, np.integer)) and not isinstance(array, bool):
         array = np.asarray(array)
@@ -180,7 +187,7 @@ def _class_ids(ids, num_classes, function, name, ignore_index=None):
         outside &= array != ignore_index
     if outside.any():
         also = "" if ignore_index is None else f" (nor ignore_index {ignore_index})"
-        raise ValueError(f"{function}: {name} holds {array[outside][0]}, which is not a class id in "
+        raise IdOutOfRangeError(f"{function}: {name} holds {array[outside][0]}, which is not a class id in "
                          f"[0, {num_classes}){also}: C = {num_classes}")
     return array
 

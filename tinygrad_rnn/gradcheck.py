@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 
+from ._checks import check_bool, check_callable, check_real, describe
 from .tensor import Tensor, grad as autograd
 
 __all__ = ["GradcheckError", "numerical_grad", "gradcheck", "gradgradcheck", "rel_error"]
@@ -18,8 +19,9 @@ class GradcheckError(RuntimeError):
 
 
 def rel_error(x, y):
-    """max |x - y| / max(1e-8, |x| + |y|), elementwise (the cs231n measure)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    """max |x - y| / max(1e-8, |x| + |y|), elementwise (the cs231n measure); x, y numbers, arrays
+    or Tensors of the same shape."""
+    x, y = (_float64_array(value, name) for name, value in (("x", x), ("y", y)))
     if x.shape != y.shape:
         raise ValueError(f"rel_error: shapes {x.shape} and {y.shape} differ")
     if x.size == 0:
@@ -27,8 +29,33 @@ def rel_error(x, y):
     return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
 
 
+def _float64_array(value, name):
+    value = value.data if isinstance(value, Tensor) else value
+    if isinstance(value, (str, bytes)) or np.asarray(value).dtype.kind not in "biuf":
+        raise TypeError(f"rel_error: {name} must be numbers, an array or a Tensor, got {describe(value)}")
+    return np.asarray(value, dtype=np.float64)
+
+
 def _as_tuple(inputs):
     return (inputs,) if isinstance(inputs, (Tensor, np.ndarray)) else tuple(inputs)
+
+
+def _check_arguments(who, fn, inputs, eps, atol=0.0, rtol=0.0, raise_exception=True):
+    """The shared arguments of numerical_grad / gradcheck / gradgradcheck; returns inputs as a tuple.
+
+    ``fn`` callable; ``inputs`` a Tensor, an ndarray or a sequence of them (Tensors that do not
+    require grad, and ndarrays, are held constant by gradcheck); eps > 0; atol, rtol >= 0.
+    """
+    check_callable(who, "fn", fn)
+    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, (Tensor, np.ndarray, tuple, list)):
+        raise TypeError(f"{who}: inputs must be a Tensor, an ndarray or a tuple of them, got {describe(inputs)}")
+    inputs = _as_tuple(inputs)
+    if check_real(who, "eps", eps) == 0:
+        raise ValueError(f"{who}: eps must be > 0, got {eps}")
+    check_real(who, "atol", atol)
+    check_real(who, "rtol", rtol)
+    check_bool(who, "raise_exception", raise_exception)
+    return inputs
 
 
 def _tensor_outputs(fn, inputs):
@@ -50,14 +77,27 @@ def _outputs(fn, inputs):
 def numerical_grad(fn, inputs, grad_output=None, eps=1e-6):
     """Central-difference gradients of sum(fn(*inputs) * grad_output) w.r.t. each input.
 
-    ``fn`` returns a Tensor; ``grad_output`` (default ones) has its shape. ``inputs`` are Tensors or
-    ndarrays, perturbed in place and restored. Returns one float64 ndarray per input.
+    ``fn`` returns a Tensor; ``grad_output`` (default ones) is an ndarray or Tensor of its shape.
+    ``inputs`` are floating Tensors or ndarrays, perturbed in place and restored; eps > 0.
+    Returns one float64 ndarray per input.
     """
-    inputs = _as_tuple(inputs)
+    inputs = _check_arguments("numerical_grad", fn, inputs, eps)
+    for i, x in enumerate(inputs):
+        if not isinstance(x, (Tensor, np.ndarray)) or x.dtype.kind != "f":
+            raise TypeError(f"numerical_grad: input {i} must be a floating-point Tensor or ndarray (it is "
+                            f"perturbed by eps in place), got {describe(x)}")
+    weight = 1.0
+    if grad_output is not None:
+        if not isinstance(grad_output, (Tensor, np.ndarray)):
+            raise TypeError(f"numerical_grad: grad_output must be an ndarray or Tensor, got {describe(grad_output)}")
+        weight = np.asarray(grad_output.data if isinstance(grad_output, Tensor) else grad_output)
+        shape = _outputs(fn, inputs)[0].shape
+        if weight.shape != shape:
+            raise ValueError(f"numerical_grad: grad_output has shape {weight.shape} but fn's output has "
+                             f"shape {shape}")
 
     def scalar():
         out = _outputs(fn, inputs)[0]
-        weight = 1.0 if grad_output is None else np.asarray(getattr(grad_output, "data", grad_output))
         return float(np.sum(out * weight))
 
     grads = []
@@ -116,9 +156,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
 
     Like ``torch.autograd.gradcheck``: passes when |analytical - numerical| <= atol + rtol |numerical|
     everywhere. On failure raises ``GradcheckError`` naming the output and input and the worst
-    entries (or returns False with ``raise_exception=False``). Inputs should be float64.
+    entries (or returns False with ``raise_exception=False``). Inputs should be float64: other
+    dtypes warn, and a failure with them says so. eps > 0; atol, rtol >= 0.
     """
-    inputs = _as_tuple(inputs)
+    inputs = _check_arguments("gradcheck", fn, inputs, eps, atol, rtol, raise_exception)
     checked = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     if not checked:
         raise ValueError("gradcheck: no input is a Tensor with requires_grad=True")
@@ -135,7 +176,12 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
             if bad.any():
                 if not raise_exception:
                     return False
-                raise GradcheckError(_mismatch_report(o, i, inputs[i].shape, ana, num, bad))
+                report = _mismatch_report(o, i, inputs[i].shape, ana, num, bad)
+                if inputs[i].dtype != np.float64:
+                    report += (f"\ninput {i} is {inputs[i].dtype}: finite differences at that precision are "
+                               f"the likely cause of the mismatch; check with float64 inputs (and a float64 "
+                               f"function)")
+                raise GradcheckError(report)
     return True
 
 
@@ -157,15 +203,24 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
     """Check second derivatives: gradcheck of (inputs, v) -> grad(fn(inputs), inputs, v, create_graph=True).
 
     ``v`` (the upstream gradients) are random float64 tensors that require grad, as in PyTorch,
-    unless ``grad_outputs`` are given.
+    unless ``grad_outputs`` are given: then one Tensor (or constant ndarray) per output of fn, of
+    its shape and dtype.
     """
-    inputs = _as_tuple(inputs)
+    inputs = _check_arguments("gradgradcheck", fn, inputs, eps, atol, rtol, raise_exception)
     outputs = _tensor_outputs(fn, inputs)
     if grad_outputs is None:
         rng = np.random.default_rng(seed)
         grad_outputs = [Tensor(rng.standard_normal(out.shape).astype(out.dtype), requires_grad=True)
                         for out in outputs]
     grad_outputs = list(_as_tuple(grad_outputs))
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"gradgradcheck: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs of fn")
+    for k, (v, out) in enumerate(zip(grad_outputs, outputs)):
+        if not isinstance(v, (Tensor, np.ndarray)):
+            raise TypeError(f"gradgradcheck: grad_outputs[{k}] must be a Tensor or ndarray, got {describe(v)}")
+        if v.shape != out.shape or v.dtype != out.dtype:
+            raise ValueError(f"gradgradcheck: grad_outputs[{k}] has shape {v.shape} and dtype {v.dtype} but "
+                             f"output {k} has shape {out.shape} and dtype {out.dtype}")
     differentiable = [x for x in inputs if isinstance(x, Tensor) and x.requires_grad]
     n_inputs = len(inputs)
 

@@ -19,7 +19,9 @@ import numpy as np
 
 from . import functional as F
 from . import nn
+from ._checks import check_int, describe
 from .nn.cells import map_state
+from .data.text import CharVocab
 from .tensor import Tensor, no_grad
 
 __all__ = ["CharLM", "SentimentClassifier", "build_model", "recurrent_core", "detach_state", "evaluating",
@@ -65,9 +67,10 @@ def detach_state(state):
     return map_state(Tensor.detach, state)
 
 
-def positive_int(name, value):
-    """``value`` as an int, or ValueError naming ``name`` unless it is an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+def positive_int(name, value, who="model"):
+    """``value`` as an int: TypeError naming ``who`` and ``name`` unless it is an int (not a bool,
+    float or str), ValueError unless it is >= 1."""
+    if check_int(who, name, value) < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
@@ -86,10 +89,11 @@ class CharLM(nn.Module):
     def __init__(self, vocab_size, hidden_size=128, embedding_dim=None, cell="lstm", num_layers=1, dropout=0.0,
                  dtype=None):
         super().__init__()
-        self.vocab_size = positive_int("vocab_size", vocab_size)
-        self.hidden_size = positive_int("hidden_size", hidden_size)
-        self.embedding_dim = positive_int("embedding_dim", hidden_size if embedding_dim is None else embedding_dim)
-        self.num_layers = positive_int("num_layers", num_layers)
+        self.vocab_size = positive_int("vocab_size", vocab_size, "CharLM")
+        self.hidden_size = positive_int("hidden_size", hidden_size, "CharLM")
+        self.embedding_dim = positive_int("embedding_dim", hidden_size if embedding_dim is None else embedding_dim,
+                                          "CharLM")
+        self.num_layers = positive_int("num_layers", num_layers, "CharLM")
         self.cell, self.dropout_p = cell, dropout
         self.embedding = nn.Embedding(vocab_size, self.embedding_dim, dtype=dtype)
         self.rnn = recurrent_core(cell, self.embedding_dim, hidden_size, num_layers, dropout, dtype=dtype)
@@ -118,6 +122,9 @@ class CharLM(nn.Module):
         Raises ValueError for a text shorter than 2 characters or with characters outside ``vocab``.
         """
         self._check_vocab(vocab)
+        if not isinstance(text, str):
+            raise TypeError(f"score: text must be a str, got {describe(text)}")
+        check_int("score", "chunk", chunk, minimum=1)
         ids = vocab.encode(text)
         if len(ids) < 2:
             raise ValueError(f"score needs a text of at least 2 characters, got {len(ids)}")
@@ -142,11 +149,14 @@ class CharLM(nn.Module):
         Raises ValueError for an empty prime, a prime with characters outside ``vocab``, a
         negative length or a temperature that is not a positive finite number.
         """
-        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
-                or not (math.isfinite(temperature) and temperature > 0):
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+            raise TypeError(f"sample: temperature must be a real number, got {describe(temperature)}")
+        if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-        if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 0:
+        if check_int("sample", "length", length) < 0:
             raise ValueError(f"length must be a non-negative integer, got {length!r}")
+        if seed is not None:
+            check_int("sample", "seed", seed, minimum=0)
         self._check_vocab(vocab)
         if not isinstance(prime, str) or not prime:
             raise ValueError(f"prime must be a non-empty string (the text to continue), got {prime!r}")
@@ -165,6 +175,8 @@ class CharLM(nn.Module):
         return prime + vocab.decode(drawn)
 
     def _check_vocab(self, vocab):
+        if not isinstance(vocab, CharVocab):
+            raise TypeError(f"vocab must be a data.CharVocab, got {describe(vocab)}")
         if len(vocab) != self.vocab_size:
             raise ValueError(f"the vocabulary has {len(vocab)} characters but the model was built for "
                              f"{self.vocab_size}")
@@ -189,9 +201,9 @@ class SentimentClassifier(nn.Module):
 
     def __init__(self, vocab_size, embedding_dim=16, hidden_size=32, cell="lstm", dtype=None):
         super().__init__()
-        self.vocab_size = positive_int("vocab_size", vocab_size)
-        self.embedding_dim = positive_int("embedding_dim", embedding_dim)
-        self.hidden_size = positive_int("hidden_size", hidden_size)
+        self.vocab_size = positive_int("vocab_size", vocab_size, "SentimentClassifier")
+        self.embedding_dim = positive_int("embedding_dim", embedding_dim, "SentimentClassifier")
+        self.hidden_size = positive_int("hidden_size", hidden_size, "SentimentClassifier")
         self.cell = cell
         self.embedding = nn.Embedding(vocab_size, embedding_dim, dtype=dtype)
         self.rnn = recurrent_core(cell, embedding_dim, hidden_size, batch_first=True, dtype=dtype)
@@ -223,7 +235,9 @@ def build_model(config, cell=None):
 
     ``cell``: the Cell factory, needed when the config names one (not "lstm", "gru" or "rnn").
     """
-    kind = config.get("model") if isinstance(config, dict) else None
+    if not isinstance(config, dict):
+        raise TypeError(f"build_model: config must be a dict (from model.config()), got {describe(config)}")
+    kind = config.get("model")
     if kind not in MODELS:
         raise ValueError(f"a model config needs 'model' set to one of {sorted(MODELS)}, got {kind!r}")
     try:
@@ -243,6 +257,8 @@ def _config_cell(config, cell):
 
 
 def _id_array(ids, model, layout, ndim):
+    if not isinstance(ids, (Tensor, np.ndarray, list, tuple)):
+        raise TypeError(f"{model}: ids must be a {layout} integer array, got {describe(ids)}")
     ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
     if ids.ndim != ndim or ids.dtype.kind not in "iu":
         raise ValueError(f"{model}: ids must be a {layout} integer array, got dtype {ids.dtype} and shape {ids.shape}")

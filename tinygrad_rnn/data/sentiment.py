@@ -51,6 +51,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .._checks import check_int, describe
 from .text import as_id_array
 
 SUBJECTS = ("it", "this", "the movie", "the film", "the plot", "the acting", "the music", "the ending")
@@ -106,6 +107,8 @@ def load_sentiment(split: str = "train") -> SentimentData:
         return _to_data(train_sentences)
     if split == "test":
         return _to_data(test_sentences)
+    if not isinstance(split, str):
+        raise TypeError(f"split must be 'train' or 'test', got {describe(split)}")
     raise ValueError(f"split must be 'train' or 'test', got {split!r}")
 
 
@@ -126,6 +129,10 @@ def encode_batch(sentences: Sequence[str], width: Optional[int] = None) -> Tuple
 
     Row n holds sentence n's ids followed by 0 ("<pad>"); ``width`` defaults to the longest sentence.
     """
+    if isinstance(sentences, str) or not hasattr(sentences, "__iter__"):
+        raise TypeError(f"encode_batch needs a sequence of sentences (str), got {describe(sentences)}")
+    if width is not None:
+        check_int("encode_batch", "width", width, minimum=0)
     rows = [encode(sentence) for sentence in sentences]
     lengths = np.array([len(row) for row in rows], dtype=np.int64)
     longest = int(lengths.max(initial=0))

@@ -18,6 +18,8 @@ from typing import Iterable, List, Sequence, Tuple, Union
 
 import numpy as np
 
+from .._checks import IdOutOfRangeError, check_int, check_real, describe
+
 # Standard-library modules whose docstrings make the built-in corpus, in corpus order. They are pure
 # Python or always-built C modules whose documented names do not depend on the platform or on
 # optional libraries (no os, socket, asyncio, ssl users, tempfile or hashlib).
@@ -42,13 +44,17 @@ class CharVocab:
     """
 
     def __init__(self, text: str):
-        if not isinstance(text, str) or not text:
+        if not isinstance(text, str):
+            raise TypeError(f"CharVocab needs a non-empty str, got {describe(text)}")
+        if not text:
             raise ValueError(f"CharVocab needs a non-empty str, got {type(text).__name__} {text!r:.40}")
         self._set_chars(sorted(set(text)))
 
     @classmethod
     def from_list(cls, chars: Sequence[str]) -> "CharVocab":
         """The vocabulary whose id i is ``chars[i]``; chars are distinct one-character strings."""
+        if isinstance(chars, str) or not hasattr(chars, "__iter__"):
+            raise TypeError(f"from_list needs a list of one-character strings, got {describe(chars)}")
         chars = list(chars)
         bad = [char for char in chars if not (isinstance(char, str) and len(char) == 1)]
         if bad or not chars:
@@ -113,12 +119,17 @@ def _place(text: str, index: int) -> str:
     return f"{index}, line {line}, column {column}"
 
 
+# C0 control characters other than \t \n \v \f \r, and DEL: a text file has few of them.
+_CONTROL_CHARACTERS = {code: None for code in [*range(0, 9), *range(14, 32), 127]}
+
+
 def load_text(path: Union[str, Path]) -> str:
     """The contents of a UTF-8 text file, with a leading byte-order mark dropped and line endings
     (\\r\\n, \\r) turned into \\n as Python's text mode does.
 
-    Raises FileNotFoundError, IsADirectoryError, or ValueError for an empty or non-UTF-8 file,
-    each naming the path.
+    Raises FileNotFoundError, IsADirectoryError, or ValueError for an empty, non-UTF-8 or binary
+    file (one holding a NUL byte, or more than 1 character in 10 a control character other than
+    tab, newline, carriage return, vertical tab or form feed), each naming the path.
     """
     path = Path(path)
     if not path.exists():
@@ -134,6 +145,11 @@ def load_text(path: Union[str, Path]) -> str:
         ) from None
     if not text:
         raise ValueError(f"text file is empty: {str(path)!r}")
+    controls = len(text) - len(text.translate(_CONTROL_CHARACTERS))
+    if "\x00" in text or controls * 10 > len(text):
+        raise ValueError(f"{str(path)!r} looks like a binary file, not text: "
+                         + ("it holds NUL bytes" if "\x00" in text else f"{controls} of its {len(text)} characters "
+                            f"are control characters"))
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -198,7 +214,7 @@ def train_val_split(ids: np.ndarray, val_fraction: float = 0.1) -> Tuple[np.ndar
     """Split a 1-D id array of n ids into its first n - m ids (train) and its last m (validation),
     m = round(n * val_fraction); both parts are non-empty views of ``ids`` (no copy)."""
     ids = as_id_array(ids, "ids")
-    if not 0.0 < val_fraction < 1.0:
+    if not 0.0 < check_real("train_val_split", "val_fraction", val_fraction) < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     val_size = int(round(len(ids) * val_fraction))
     if val_size == 0 or val_size == len(ids):
@@ -212,7 +228,7 @@ def unigram_loss(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int) ->
 
         p(c) = (count_train(c) + 1) / (len(train_ids) + V),   loss = -mean_{c in val} log p(c)
     """
-    if not isinstance(vocab_size, (int, np.integer)) or vocab_size < 1:
+    if check_int("unigram_loss", "vocab_size", vocab_size) < 1:
         raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}")
     train_ids = as_id_array(train_ids, "train_ids", vocab_size)
     val_ids = as_id_array(val_ids, "val_ids", vocab_size)
@@ -225,7 +241,8 @@ def unigram_loss(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int) ->
 
 def as_id_array(ids: Iterable[int], name: str = "ids", vocab_size: Union[int, None] = None) -> np.ndarray:
     """``ids`` as a 1-D integer array (an empty sequence gives an empty int64 array), checked to lie
-    in [0, vocab_size) when ``vocab_size`` is given; ValueError naming ``name`` otherwise."""
+    in [0, vocab_size) when ``vocab_size`` is given; ValueError naming ``name`` otherwise (an id
+    outside is an IdOutOfRangeError, both an IndexError and a ValueError)."""
     array = np.asarray(ids)
     if array.ndim == 1 and array.size == 0:
         return array.astype(np.int64)
@@ -234,5 +251,5 @@ def as_id_array(ids: Iterable[int], name: str = "ids", vocab_size: Union[int, No
     if vocab_size is not None:
         outside = array[(array < 0) | (array >= vocab_size)]
         if outside.size:
-            raise ValueError(f"{name} has ids outside [0, {vocab_size}): {sorted(set(outside.tolist()))[:10]}")
+            raise IdOutOfRangeError(f"{name} has ids outside [0, {vocab_size}): {sorted(set(outside.tolist()))[:10]}")
     return array
