@@ -1,7 +1,8 @@
-"""Nothing a user made is lost: a finished checkpoint is never replaced unasked, Ctrl-C keeps the
-steps done, an unwritable checkpoint path is refused before training, killed saves leave nothing
-behind for long and are never read as checkpoints, broken checkpoint files are named with the field
-that is wrong, and the process's cache of compiled programs stays bounded."""
+"""Nothing a user made is lost: an unwritable checkpoint path is refused before training, killed
+saves leave nothing behind for long and are never read as checkpoints, broken checkpoint files are
+refused naming the file and the field, and the process's cache of compiled programs stays bounded.
+(That training never replaces a checkpoint unasked and that Ctrl-C keeps the steps done are tested
+with the training loop and the command, in test_train.py and test_cli.py.)"""
 import glob
 import json
 import os
@@ -125,7 +126,7 @@ def test_a_checkpoint_path_that_cannot_be_written_is_refused_before_the_first_st
     path = tmp_path / "afile" / "run.npz" if where == "under a file" else tmp_path
     steps = []
     real_cross_entropy = F.cross_entropy
-    monkeypatch.setattr(F, "cross_entropy", lambda *args, **kwargs: steps.append(1) or real_cross_entropy(*args, **kwargs))
+    monkeypatch.setattr(F, "cross_entropy", lambda *args, **kw: steps.append(1) or real_cross_entropy(*args, **kw))
     with pytest.raises(OSError, match=f"cannot write {re.escape(str(path))}: ") as caught:
         train_char_lm(TEXT, steps=2, checkpoint=path, **SMALL)
     assert steps == [] and ".tmp" not in str(caught.value)

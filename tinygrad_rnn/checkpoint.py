@@ -26,8 +26,9 @@ from .data import CharVocab
 from .models import build_model
 from .tensor import Tensor
 
-__all__ = ["CheckpointError", "CheckpointExistsError", "refuse_to_overwrite", "save_checkpoint", "load_checkpoint", "read_checkpoint", "checkpoint_to_resume",
-           "checkpoint_parts", "saved_vocab", "required_vocab", "best_checkpoint_path"]
+__all__ = ["CheckpointError", "CheckpointExistsError", "refuse_to_overwrite", "save_checkpoint", "load_checkpoint",
+           "read_checkpoint", "checkpoint_to_resume", "checkpoint_parts", "saved_vocab", "required_vocab",
+           "best_checkpoint_path"]
 
 _REQUIRED_KEYS = ("config.json", "step", "best_val_loss")
 

@@ -66,8 +66,9 @@ def _add_train_arguments(parser):
     parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
                         help=f"checkpoint file, written atomically (default {DEFAULT_CHECKPOINT})")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint's step and optimizer state")
-    parser.add_argument("--force", action="store_true", help="start afresh even if the checkpoint exists, replacing "
-                                                             "it and its .best twin (without it, train refuses)")
+    parser.add_argument("--force", action="store_true",
+                        help="start afresh even if the checkpoint exists, replacing it and its .best twin "
+                             "(without --resume or --force, train refuses to)")
     parser.add_argument("--eval-every", type=int, default=250, help="validate and checkpoint every K steps (default 250)")
     parser.add_argument("--sample-every", type=int, default=500, help="print a sample every K steps (0: never)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and samples (default 0)")
@@ -91,7 +92,8 @@ def _train(args):
         clip=args.clip, cell=settings["cell"], hidden_size=settings["hidden"],
         embedding_dim=model.get("embedding_dim"), num_layers=settings["layers"], dropout=settings["dropout"],
         checkpoint=args.checkpoint,
-        resume=args.resume, overwrite=args.force, eval_every=args.eval_every, sample_every=args.sample_every or None, seed=args.seed)
+        resume=args.resume, overwrite=args.force, eval_every=args.eval_every, sample_every=args.sample_every or None,
+        seed=args.seed)
     print(f"done: step {result.step}, validation {result.val_loss:.3f} nats/char (best {result.best_val_loss:.3f}, "
           f"unigram baseline {result.unigram_loss:.3f}) in {result.seconds:.0f} s; checkpoints "
           f"{args.checkpoint} and {best_checkpoint_path(args.checkpoint)}")

@@ -26,8 +26,8 @@ from .models import (CharLM, SentimentClassifier, default_prime, detach_state, e
 from .random import manual_seed
 from .tensor import Tensor, no_grad
 
-__all__ = ["TrainingDiverged", "TrainingInterrupted", "TrainResult", "OPTIMIZERS", "evaluate_char_lm", "train_char_lm", "train_sentiment",
-           "sentiment_accuracy"]
+__all__ = ["TrainingDiverged", "TrainingInterrupted", "TrainResult", "OPTIMIZERS", "evaluate_char_lm", "train_char_lm",
+           "train_sentiment", "sentiment_accuracy"]
 
 OPTIMIZERS = {"adam": optim.Adam, "sgd": optim.SGD, "adagrad": optim.Adagrad, "rmsprop": optim.RMSprop}
 
@@ -251,26 +251,23 @@ class _Checkpoints:
             save_checkpoint(best_checkpoint_path(self.path), **pieces)
         self.last_saved_step = pieces["step"]
 
-    def diverged(self, what, value, step):
+    def kept(self):
+        """What is on disk for the run, in words."""
         if self.path is None:
-            kept = "no checkpoint was written"
-        elif self.last_saved_step is None:
-            kept = f"nothing was saved to {os.fspath(self.path)}"
-        else:
-            kept = f"the last good checkpoint (step {self.last_saved_step}) is kept at {os.fspath(self.path)}"
-        return TrainingDiverged(f"training stopped at step {step}: the {what} is {value} (not finite); {kept}. "
-                                f"Try a lower learning rate or a smaller clip.", step)
+            return "no checkpoint was written"
+        if self.last_saved_step is None:
+            return f"nothing was saved to {os.fspath(self.path)}"
+        return f"{os.fspath(self.path)} holds step {self.last_saved_step}"
+
+    def diverged(self, what, value, step):
+        """The TrainingDiverged to raise when ``what`` is the non-finite ``value`` at ``step``."""
+        return TrainingDiverged(f"training stopped at step {step}: the {what} is {value} (not finite), so that step "
+                                f"is not saved; {self.kept()}. Try a lower learning rate or a smaller clip.", step)
 
     def interrupted(self, step, updating):
         """The TrainingInterrupted to raise after ``step`` steps (``updating``: during the next one's update)."""
         when = f"during the update of step {step + 1}" if updating else f"after step {step}"
-        if self.path is None:
-            kept = "no checkpoint was asked for"
-        elif self.last_saved_step is None:
-            kept = f"nothing was saved to {os.fspath(self.path)}"
-        else:
-            kept = f"{os.fspath(self.path)} holds step {self.last_saved_step}"
-        return TrainingInterrupted(f"training interrupted {when}: {kept}", step, self.last_saved_step)
+        return TrainingInterrupted(f"training interrupted {when}: {self.kept()}", step, self.last_saved_step)
 
 
 def _total_steps(steps, epochs):
