@@ -649,3 +649,43 @@ def test_positional_calls_match_torch():
 def test_new_options_are_validated(make, error, message):
     with pytest.raises(error, match=message):
         make([tr.Tensor(np.zeros(2), requires_grad=True)])
+
+
+# the state dicts the previous version saved (tinygrad_rnn before PyTorch's positional order), after one step on
+# p = ones(3) with grad ones(3): hyper-parameter names as they were, Adagrad's state without a step count
+PREVIOUS_VERSION_STATES = {
+    "SGD": ({"lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0, "dampening": 0.0},
+            {"momentum_buffer": np.ones(3)}),
+    "Adam": ({"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-08, "weight_decay": 0.0},
+             {"step": 1, "exp_avg": np.full(3, 0.1), "exp_avg_sq": np.full(3, 0.001)}),
+    "Adagrad": ({"lr": 0.1, "eps": 1e-10, "weight_decay": 0.0, "initial_accumulator_value": 0.0}, {"sum": np.ones(3)}),
+    "RMSprop": ({"lr": 0.01, "alpha": 0.99, "eps": 1e-08, "momentum": 0.5, "weight_decay": 0.0},
+                {"square_avg": np.full(3, 0.01), "momentum_buffer": np.full(3, 0.1)}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PREVIOUS_VERSION_STATES))
+def test_a_state_dict_saved_by_the_previous_version_still_loads_and_steps_as_it_did(name):
+    """A checkpoint written before the new options existed resumes: the options it lacks take the
+    values that reproduce its updates, and the next step equals the one a fresh optimizer makes
+    from the same state (computed here by hand)."""
+    hyperparameters, state = PREVIOUS_VERSION_STATES[name]
+    p = tr.nn.Parameter(np.ones(3))
+    opt = getattr(optim, name)([p])
+    opt.load_state_dict({"optimizer": name, "hyperparameters": hyperparameters, "num_params": 1,
+                         "state": {0: {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in state.items()}}})
+    assert opt.lr == hyperparameters["lr"] and opt.maximize is False
+    p.grad = np.full(3, 0.5)
+    opt.step()
+    g = 0.5
+    if name == "SGD":
+        want = 1 - 0.1 * (0.9 * 1.0 + g)
+    elif name == "Adam":
+        m, v = 0.9 * 0.1 + 0.1 * g, 0.999 * 0.001 + 0.001 * g * g
+        want = 1 - 0.01 * (m / (1 - 0.9 ** 2)) / (np.sqrt(v / (1 - 0.999 ** 2)) + 1e-8)
+    elif name == "Adagrad":
+        want = 1 - 0.1 * g / (np.sqrt(1.0 + g * g) + 1e-10)
+    else:
+        square = 0.99 * 0.01 + 0.01 * g * g
+        want = 1 - 0.01 * (0.5 * 0.1 + g / (np.sqrt(square) + 1e-8))
+    np.testing.assert_allclose(p.data, np.full(3, want), rtol=1e-12)

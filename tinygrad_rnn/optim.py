@@ -137,6 +137,9 @@ class Optimizer:
                 raise TypeError(f"{name}.load_state_dict: '{key}' must be a dict, "
                                 f"got {type(state_dict[key]).__name__}")
         given = dict(state_dict["hyperparameters"])
+        # saved before an option existed: its neutral value is what that version computed
+        given.update((key, value) for key, value in OPTIONS_ADDED_LATER.items()
+                     if key in self._hyperparameter_names and key not in given)
         if set(given) != set(self._hyperparameter_names):
             raise ValueError(f"{name}.load_state_dict: hyper-parameters {sorted(given)} do not match "
                              f"this optimizer's {sorted(self._hyperparameter_names)}")
@@ -148,6 +151,9 @@ class Optimizer:
                     or not 0 <= index < len(self.params):
                 raise ValueError(f"{name}.load_state_dict: state key {index!r} is not a parameter "
                                  f"position in [0, {len(self.params)})")
+            if isinstance(entry, Mapping) and "step" in expected and "step" not in entry \
+                    and checked.get("lr_decay") == 0:  # Adagrad saved before it counted steps: t only scales lr_decay
+                entry = {**entry, "step": 0}
             if not isinstance(entry, Mapping) or set(entry) != expected:
                 found = sorted(entry) if isinstance(entry, Mapping) else type(entry).__name__
                 raise ValueError(f"{name}.load_state_dict: the state of parameter {index} has keys "
@@ -156,6 +162,11 @@ class Optimizer:
                                 for key, value in entry.items()}
         self._set_hyperparameters(checked)
         self.state = new_state
+
+
+#: options a state dict saved by an earlier version lacks, with the value that version used
+OPTIONS_ADDED_LATER = {"dampening": 0.0, "amsgrad": False, "maximize": False, "decoupled_weight_decay": False,
+                       "lr_decay": 0.0, "centered": False}
 
 
 def _loaded_state_value(value, param, key, index, name):
