@@ -27,8 +27,7 @@ from .bptt._checks import PARAM_NAMES
 from .bptt.crosscheck import reference_of
 from .nn import init
 from .nn.cells import Cell, GRUCell, LSTMCell, RNNCell
-from .nn.recurrent import Recurrent, StackedRecurrent
-from .ops import stack
+from .nn.recurrent import Recurrent, StackedRecurrent, per_step_parameter_aliases
 from .tensor import Tensor, grad
 
 __all__ = ["last_output_loss", "hidden_grad_norms", "reference_hidden_grad_norms", "WeightGradContributions",
@@ -226,33 +225,24 @@ def _initial_state(cell, xs, state, requires_grad=False):
 
 
 def _unroll(cell, xs, state, alias_parameters=False):
-    """h_t = cell(x_t, h_{t-1}) for t = 0..T-1 on xs (T, N, D).
+    """h_t = cell(x_t, h_{t-1}) for t = 0..T-1 on xs (T, N, D): ``Recurrent``'s loop, op by op.
 
     Returns (outputs (T, N, H') stacked ``cell.output`` of each state, the T states, aliases): with
     ``alias_parameters``, aliases[t] maps each parameter that requires grad to the alias step t
-    used in its place; otherwise every aliases[t] is empty.
+    used in its place (``per_step_parameter_aliases``); otherwise every aliases[t] is empty.
     """
-    slots = _parameter_slots(cell) if alias_parameters else []
-    states, aliases = [], []
-    for t in range(xs.shape[0]):
-        step_aliases = {}
-        for owner, attribute, param in slots:
-            step_aliases[param] = param.reshape(param.shape)
-            object.__setattr__(owner, attribute, step_aliases[param])  # not registered: the Parameter stays
-        try:
-            state = cell(xs[t], state)
-        finally:
-            for owner, attribute, param in slots:
-                object.__setattr__(owner, attribute, param)
-        states.append(state)
-        aliases.append(step_aliases)
-    return stack([cell.output(s) for s in states]), states, aliases
+    if alias_parameters:
+        advance, aliases = per_step_parameter_aliases(cell)
+    else:
+        advance, aliases = (lambda t, x_t, state: cell.forward(x_t, state)), [{} for _ in range(xs.shape[0])]
+    states = []
 
+    def step(t, x_t, state):
+        states.append(advance(t, x_t, state))
+        return states[-1]
 
-def _parameter_slots(cell):
-    """(module, attribute, parameter) for every parameter of the cell that requires grad."""
-    return [(module, attribute, param) for _, module in cell.named_modules()
-            for attribute, param in module._parameters.items() if param.requires_grad]
+    outputs, _ = Recurrent(cell).run(xs, state, None, step=step)
+    return outputs, states, aliases
 
 
 def _parameter_names(module):

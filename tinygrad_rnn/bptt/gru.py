@@ -27,7 +27,7 @@ Backward step, given dh' (N, H). h reaches h' directly (through z * h) and throu
     dW_ih = dP_x^T x  (3H, D)      dW_hh = dP_h^T h  (3H, H)
     db_ih = sum_n dP_x  (3H,)      db_hh = sum_n dP_h  (3H,)
 
-Through time, see _sequence: the same step at every t, the weight gradients summed over t.
+Through time, see sequence: the same step at every t, the weight gradients summed over t.
 """
 from typing import NamedTuple
 
@@ -35,7 +35,7 @@ import numpy as np
 
 from ._primitives import project, project_backward, sigmoid, sigmoid_grad, tanh_grad
 from ._checks import check_state, check_step_inputs
-from ._sequence import sequence_backward, sequence_forward
+from .sequence import StepReference, sequence_backward, sequence_forward
 
 
 class GRUStepCache(NamedTuple):
@@ -87,11 +87,16 @@ def step_backward(dstate, cache):
 def forward(xs, state0, params, lengths=None):
     """Run the GRU over xs (T, N, D) from state0 h (N, H) (None: zeros); lengths (N,) in 1..T.
 
-    Returns (outputs (T, N, H), final h (N, H), cache); see _sequence for the masking.
+    Returns (outputs (T, N, H), final h (N, H), cache); see sequence for the masking.
     """
-    return sequence_forward(step_forward, xs, state0, params, lengths)
+    return sequence_forward(reference(), xs, state0, params, lengths)
 
 
 def backward(doutputs, dfinal_state, cache, per_step=False):
     """BPTT for forward: doutputs (T, N, H), dfinal_state (N, H) or None; returns BPTTGrads."""
-    return sequence_backward(step_backward, doutputs, dfinal_state, cache, per_step)
+    return sequence_backward(reference(), doutputs, dfinal_state, cache, per_step)
+
+
+def reference():
+    """The GRU step as a reference (step_forward, step_backward) for bptt.sequence and crosscheck."""
+    return StepReference(step_forward, step_backward)

@@ -25,7 +25,7 @@ Backward step, given dh' and dc' (N, H). c' reaches the loss directly (dc') and 
     dx    = da W_ih   (N, D)      dW_ih = da^T x   (4H, D)      db_ih = sum_n da   (4H,)
     dh    = da W_hh   (N, H)      dW_hh = da^T h   (4H, H)      db_hh = sum_n da   (4H,)
 
-Through time, see _sequence: the same step at every t, the weight gradients summed over t.
+Through time, see sequence: the same step at every t, the weight gradients summed over t.
 """
 from typing import NamedTuple
 
@@ -33,7 +33,7 @@ import numpy as np
 
 from ._primitives import project, project_backward, sigmoid, sigmoid_grad, tanh_grad
 from ._checks import check_state, check_step_inputs
-from ._sequence import sequence_backward, sequence_forward
+from .sequence import StepReference, sequence_backward, sequence_forward
 
 
 class LSTMStepCache(NamedTuple):
@@ -87,12 +87,17 @@ def step_backward(dstate, cache):
 def forward(xs, state0, params, lengths=None):
     """Run the LSTM over xs (T, N, D) from state0 (h, c) (None: zeros); lengths (N,) in 1..T.
 
-    Returns (outputs (T, N, H) the h's, final (h, c), cache); see _sequence for the masking.
+    Returns (outputs (T, N, H) the h's, final (h, c), cache); see sequence for the masking.
     """
-    return sequence_forward(step_forward, xs, state0, params, lengths)
+    return sequence_forward(reference(), xs, state0, params, lengths)
 
 
 def backward(doutputs, dfinal_state, cache, per_step=False):
     """BPTT for forward: doutputs (T, N, H), dfinal_state (dh, dc) or None; returns BPTTGrads
     (with per_step, dh and dc are the total dL/dh_t and dL/dc_t)."""
-    return sequence_backward(step_backward, doutputs, dfinal_state, cache, per_step)
+    return sequence_backward(reference(), doutputs, dfinal_state, cache, per_step)
+
+
+def reference():
+    """The LSTM step as a reference (step_forward, step_backward) for bptt.sequence and crosscheck."""
+    return StepReference(step_forward, step_backward)

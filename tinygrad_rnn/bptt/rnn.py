@@ -19,7 +19,7 @@ Backward step, given dh' = dL/dh' (N, H):
     dW_hh = da^T h                                   (H, H)
     db_ih = db_hh = sum_n da                         (H,)
 
-Through time, see _sequence: the same step at every t, the weight gradients summed over t.
+Through time, see sequence: the same step at every t, the weight gradients summed over t.
 """
 import functools
 from typing import NamedTuple
@@ -28,7 +28,7 @@ import numpy as np
 
 from ._primitives import ACTIVATIONS, project, project_backward
 from ._checks import check_state, check_step_inputs
-from ._sequence import sequence_backward, sequence_forward
+from .sequence import StepReference, sequence_backward, sequence_forward
 
 
 class RNNStepCache(NamedTuple):
@@ -71,13 +71,18 @@ def step_backward(dstate, cache):
 def forward(xs, state0, params, lengths=None, nonlinearity="tanh"):
     """Run the RNN over xs (T, N, D) from state0 h (N, H) (None: zeros); lengths (N,) in 1..T.
 
-    Returns (outputs (T, N, H), final h (N, H), cache); see _sequence for the masking.
+    Returns (outputs (T, N, H), final h (N, H), cache); see sequence for the masking.
     """
-    _activation(nonlinearity)
-    step = functools.partial(step_forward, nonlinearity=nonlinearity)
-    return sequence_forward(step, xs, state0, params, lengths)
+    return sequence_forward(reference(nonlinearity), xs, state0, params, lengths)
 
 
 def backward(doutputs, dfinal_state, cache, per_step=False):
     """BPTT for forward: doutputs (T, N, H), dfinal_state (N, H) or None; returns BPTTGrads."""
-    return sequence_backward(step_backward, doutputs, dfinal_state, cache, per_step)
+    return sequence_backward(reference(), doutputs, dfinal_state, cache, per_step)
+
+
+def reference(nonlinearity="tanh"):
+    """The RNN step with this nonlinearity as a reference (step_forward, step_backward) for
+    bptt.sequence and crosscheck (step_backward reads the nonlinearity from the step's cache)."""
+    _activation(nonlinearity)
+    return StepReference(functools.partial(step_forward, nonlinearity=nonlinearity), step_backward)

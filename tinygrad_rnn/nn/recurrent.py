@@ -19,7 +19,7 @@ from .layers import Dropout
 from .module import Module
 from .scan import run_replayed
 
-__all__ = ["Recurrent", "StackedRecurrent", "RNN", "LSTM", "GRU"]
+__all__ = ["per_step_parameter_aliases", "Recurrent", "StackedRecurrent", "RNN", "LSTM", "GRU"]
 
 
 def _as_tensor(x, name, who):
@@ -128,8 +128,14 @@ class Recurrent(Module):
             outputs = outputs.transpose(0, 1)
         return outputs, final
 
-    def run(self, x, state, lengths):
-        """The unrolled loop on time-major x (T, N, D); ``lengths`` already checked (None: all full)."""
+    def run(self, x, state, lengths, step=None):
+        """The unrolled loop on time-major x (T, N, D); ``lengths`` already checked (None: all full).
+
+        ``step(t, x_t, state) -> new_state``, if given, runs in place of the cell's own step at the
+        t-th step run (reversed: the last time step is t = 0), on the raw input x_t (no input
+        projection, no replay): the seam for tools that watch or alter each step, such as
+        ``per_step_parameter_aliases``.
+        """
         cell = self.cell
         steps, batch = x.shape[0], x.shape[1]
         if steps == 0:
@@ -143,19 +149,25 @@ class Recurrent(Module):
             state = expected
         else:
             check_state(cell, state, expected, "the initial state")
-        if self.reverse and lengths is not None:
-            x = _reverse_within_lengths(x, lengths)
-        inputs = cell.project_input(x) if cell.projects_input else x
-        advance = cell.step if cell.projects_input else cell.forward
-        if lengths is None:
-            return run_replayed(advance, cell.output, inputs, state, self.reverse,
+        if lengths is None and step is None:  # the loop recorded once and replayed (nn.scan)
+            inputs = cell.project_input(x) if cell.projects_input else x
+            return run_replayed(cell.step if cell.projects_input else cell.forward, cell.output, inputs, state,
+                                self.reverse,
                                 lambda new_state: check_state(cell, new_state, expected, "forward() returned a state that"),
                                 cell.replayable, any(p.requires_grad for p in cell.parameters()))
-        # with lengths: reversal was done on x within each row's length, so time runs forward here
+        # op by op; reversed, each row's own steps run last first, so time runs forward here
+        if self.reverse:
+            x = x[::-1] if lengths is None else _reverse_within_lengths(x, lengths)
+        if step is None:
+            inputs = cell.project_input(x) if cell.projects_input else x
+            advance = cell.step if cell.projects_input else cell.forward
+            step = lambda t, x_t, state: advance(x_t, state)  # noqa: E731
+        else:
+            inputs = x
         outputs = [None] * steps
-        shortest = lengths.min()
+        shortest = steps if lengths is None else lengths.min()
         for t in range(steps):
-            new_state = advance(inputs[t], state)
+            new_state = step(t, inputs[t], state)
             if t == 0:
                 check_state(cell, new_state, expected, "forward() returned a state that")
             if t >= shortest:  # some sequences have ended: they keep their state and output zeros
@@ -167,11 +179,37 @@ class Recurrent(Module):
                 outputs[t] = cell.output(state)
         outputs = stack(outputs)
         if self.reverse:
-            outputs = _reverse_within_lengths(outputs, lengths)
+            outputs = outputs[::-1] if lengths is None else _reverse_within_lengths(outputs, lengths)
         return outputs, state
 
     def extra_repr(self):
         return f"batch_first={self.batch_first}, reverse={self.reverse}"
+
+
+def per_step_parameter_aliases(cell):
+    """(step, aliases) for ``Recurrent.run(..., step=step)``: each step sees every parameter of the
+    cell that requires grad as its own alias W_t = reshape(W, W.shape), an identity op made for
+    that step, and ``aliases[t]`` maps each such parameter to step t's alias.
+
+    The gradient a backward walk gives W_t is step t's own contribution to W's (the tied weights'
+    gradient is the sum of them: the walk adds the aliases' gradients into W). The cell's
+    parameter attributes are swapped for the duration of one step only.
+    """
+    slots = [(module, attribute, param) for _, module in cell.named_modules()
+             for attribute, param in module._parameters.items() if param.requires_grad]
+    aliases = []
+
+    def step(t, x_t, state):
+        aliases.append({param: param.reshape(param.shape) for _, _, param in slots})
+        for owner, attribute, param in slots:
+            object.__setattr__(owner, attribute, aliases[-1][param])  # not registered: the Parameter stays
+        try:
+            return cell.forward(x_t, state)
+        finally:
+            for owner, attribute, param in slots:
+                object.__setattr__(owner, attribute, param)
+
+    return step, aliases
 
 
 class StackedRecurrent(Module):
