@@ -25,6 +25,7 @@ import numpy as np
 
 from .bptt._checks import PARAM_NAMES
 from .bptt.crosscheck import reference_of
+from .bptt.sequence import sequence_backward, sequence_forward
 from .nn import init
 from .nn.cells import Cell, GRUCell, LSTMCell, RNNCell
 from .nn.recurrent import Recurrent, StackedRecurrent, per_step_parameter_aliases
@@ -161,18 +162,17 @@ def reference_weight_grad_contributions(module, x, loss_fn=last_output_loss, sta
 
 def _reference_grads(cell, xs, state, loss_fn):
     """The reference's BPTTGrads (per_step) for the cell's weights, xs (T, N, D) and the loss."""
-    found = reference_of(cell)
-    if found is None:
+    reference = reference_of(cell)
+    if reference is None:
         raise TypeError(f"{type(cell).__name__} has no hand-derived reference (only RNNCell, LSTMCell and "
                         f"GRUCell do); hidden_grad_norms and weight_grad_contributions work for any cell")
-    reference, options = found
     params = {name: None if getattr(cell, name) is None else getattr(cell, name).data for name in PARAM_NAMES}
     state0 = _initial_state(cell, xs, state)
     state0 = state0.data if isinstance(state0, Tensor) else tuple(part.data for part in state0)
-    outputs, _, cache = reference.forward(xs.data, state0, params, **options)
+    outputs, _, cache = sequence_forward(reference, xs.data, state0, params)
     seen = Tensor(outputs, requires_grad=True)
     (doutputs,) = grad(_scalar_loss(loss_fn, seen), seen, allow_unused=True)
-    return reference.backward(_array_or_zeros(doutputs, seen), None, cache, per_step=True)
+    return sequence_backward(reference, _array_or_zeros(doutputs, seen), None, cache, per_step=True)
 
 
 # ===================================================================== the unrolled loop
