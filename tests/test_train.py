@@ -1,6 +1,7 @@
 """Tests of tinygrad_rnn.train: checkpoints, resuming, truncated BPTT and the training loops, each
 checked against an explicit computation (a hand-run of the windows, scoring streams one by one)."""
 import os
+import signal
 import sys
 import types
 
@@ -195,6 +196,27 @@ def test_ctrl_c_saves_every_step_done_and_the_run_resumes_as_if_unbroken(tmp_pat
     assert resumed.step == 5
     for name, value in straight.model.state_dict().items():
         np.testing.assert_array_equal(resumed.model.state_dict()[name], value, err_msg=name)
+
+
+def test_a_real_ctrl_c_during_an_update_takes_effect_once_the_step_is_done(tmp_path, monkeypatch):
+    settings = dict(SMALL, eval_every=100, seed=4)
+    three_steps = train_char_lm(TEXT, steps=3, **settings).model.state_dict()
+    path = tmp_path / "run.npz"
+    real_step, updates = optim.Adam.step, []
+
+    def sigint_while_updating(self):
+        updates.append(1)
+        if len(updates) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives as step 3's update begins
+        real_step(self)
+
+    monkeypatch.setattr(optim.Adam, "step", sigint_while_updating)
+    with pytest.raises(TrainingInterrupted, match=f"interrupted after step 3: {path} holds step 3"):
+        train_char_lm(TEXT, steps=5, checkpoint=path, **settings)
+    model = load_checkpoint(path)[0]
+    for name, value in three_steps.items():
+        np.testing.assert_array_equal(model.state_dict()[name], value, err_msg=name)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_ctrl_c_in_the_middle_of_an_update_keeps_the_last_whole_checkpoint(tmp_path, monkeypatch):

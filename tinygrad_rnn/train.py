@@ -7,9 +7,12 @@ back at most S steps. A new pass over the streams (epoch) starts from the zero s
 
 Writing and reading the checkpoints a run saves and resumes from is ``tinygrad_rnn.checkpoint``'s job.
 """
+import contextlib
 import itertools
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -112,8 +115,10 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
 
     Ctrl-C (KeyboardInterrupt) during training writes the checkpoint of the last whole step (if
     ``checkpoint`` is a path and it is not on disk yet) and raises TrainingInterrupted, a
-    KeyboardInterrupt whose message says which step the checkpoint holds, to resume from. Ctrl-C in
-    the middle of a parameter update writes nothing: the checkpoint keeps the last step saved.
+    KeyboardInterrupt whose message says which step the checkpoint holds, to resume from. A Ctrl-C
+    that arrives during a parameter update takes effect once the update is done; a
+    KeyboardInterrupt raised inside the update itself writes nothing (the checkpoint keeps the last
+    step saved).
 
     Raises TrainingDiverged, naming the step, when the loss or the gradient norm is not finite;
     the checkpoint on disk is then the last good one. Raises ValueError for bad arguments, text
@@ -188,10 +193,11 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
                 batches = stream_batches(train_ids, batch_size, seq_len)
             inputs, targets = next(batches)
             train_loss, new_state = _gradients(model, opt, params, inputs, targets, state, clip, step + 1, checkpoints)
-            updating = True
-            opt.step()
-            step, state, position = step + 1, new_state, (position + 1) % windows
-            updating = False
+            with _ctrl_c_deferred():
+                updating = True
+                opt.step()
+                step, state, position = step + 1, new_state, (position + 1) % windows
+                updating = False
             progress_meter.update(step, train_loss, inputs.size)
             if step % eval_every == 0 or step == total_steps:
                 val_loss = evaluate_char_lm(model, val_ids, batch_size, seq_len)
@@ -233,6 +239,23 @@ def _gradients(model, opt, params, inputs, targets, state, clip, step, checkpoin
     if not math.isfinite(norm):
         raise checkpoints.diverged("gradient norm", norm, step)
     return loss_value, detach_state(new_state)
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """Ctrl-C (SIGINT) during the block takes effect when the block ends, so a parameter update is
+    never cut in half. Only the main thread receives signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    handler = signal.signal(signal.SIGINT, lambda *caught: received.append(caught))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        if received and callable(handler):
+            handler(*received[0])  # Python's own handler raises KeyboardInterrupt
 
 
 class _Checkpoints:
