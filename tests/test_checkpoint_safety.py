@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 
 import tinygrad_rnn as tr
 import tinygrad_rnn.functional as F
-from tinygrad_rnn import cli, tape
+from tinygrad_rnn import _files, cli, tape
 from tinygrad_rnn.checkpoint import CheckpointError, load_checkpoint
 from tinygrad_rnn.train import train_char_lm
 
@@ -107,6 +108,24 @@ def test_a_save_removes_the_leftovers_of_killed_saves_to_its_path_and_no_other_f
     remaining = sorted(os.listdir(tmp_path))
     assert remaining == sorted(mine + ["run.npz"] + [name for name in left if name.startswith(".other.npz.")])
     assert all((tmp_path / name).read_text() == "the user's" for name in mine)
+
+
+def test_a_save_removes_an_earlier_versions_stale_leftovers_and_keeps_fresh_ones(tmp_path):
+    """Earlier versions' saves left ``.tmp-XXXXXXXX.npz`` (mkstemp's names: 8 of a-z0-9_), which
+    name no target: the next save in that folder removes those untouched for an hour (no save takes
+    that long), keeps a fresh one (a save of an older version may be writing it now), and a load
+    refuses both."""
+    stale, fresh = tmp_path / ".tmp-k3j9x_2a.npz", tmp_path / ".tmp-0qz81mwe.npz"
+    for leftover in (stale, fresh):
+        tr.nn.Linear(2, 2).save(leftover.with_name("x.npz"))
+        os.replace(leftover.with_name("x.npz"), leftover)  # a complete archive, as a killed rename leaves
+    an_hour_ago = time.time() - _files.STALE_SECONDS - 60
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    for leftover in (stale, fresh):
+        with pytest.raises(ValueError, match="temporary file of a save that was killed"):
+            tr.nn.Linear(2, 2).load(leftover)
+    tr.nn.Linear(2, 2).save(tmp_path / "run.npz")
+    assert sorted(os.listdir(tmp_path)) == [fresh.name, "run.npz"]
 
 
 def test_a_leftover_of_a_killed_save_is_never_read_as_a_checkpoint(tmp_path, capsys):

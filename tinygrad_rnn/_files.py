@@ -4,12 +4,14 @@ A save to ``folder/name`` writes a temporary file ``folder/.name.tmp-<16 hex dig
 is complete and on disk, renames it over ``folder/name``. A writer killed before the rename leaves
 its temporary file behind; the next save to the same ``folder/name`` removes such leftovers (and no
 other file), and loading one is refused. They are hidden and do not end in ``.npz``, so a glob such
-as ``checkpoints/*.npz`` never lists them.
+as ``checkpoints/*.npz`` never lists them. Earlier versions' leftovers (``.tmp-XXXXXXXX.npz``) name no
+target: a save removes those in its folder once they are ``STALE_SECONDS`` old.
 """
 import contextlib
 import os
 import re
 import secrets
+import time
 import zipfile
 
 import numpy as np
@@ -17,6 +19,10 @@ import numpy as np
 __all__ = ["save_arrays", "load_arrays", "check_writable", "leftovers"]
 
 _TEMPORARY = re.compile(r"\.(?P<target>.+)\.tmp-[0-9a-f]{16}")  # .name.tmp-<token>: a save to name
+# what earlier versions' saves named their temporary files (tempfile.mkstemp): nothing in the name says
+# which save it was, so only one untouched for STALE_SECONDS counts as a leftover (no save takes that long)
+_OLD_TEMPORARY = re.compile(r"\.tmp-[a-z0-9_]{8}\.npz")
+STALE_SECONDS = 3600
 
 
 def save_arrays(path, arrays):
@@ -31,7 +37,8 @@ def save_arrays(path, arrays):
     tmp = _temporary_path(path)
     try:
         for leftover in leftovers(path):
-            os.remove(leftover)
+            with contextlib.suppress(FileNotFoundError):  # another save may have removed it already
+                os.remove(leftover)
         with _create(tmp) as f:
             np.savez(f, **arrays)
             f.flush()
@@ -60,12 +67,23 @@ def check_writable(path):
 
 
 def leftovers(path):
-    """The temporary files that saves to ``path`` killed before they finished left in its folder."""
+    """The temporary files that saves to ``path`` killed before they finished left in its folder,
+    and those of earlier versions' saves (``.tmp-XXXXXXXX.npz``) untouched for ``STALE_SECONDS``."""
     folder, name = os.path.split(os.path.abspath(path))
     if not os.path.isdir(folder):
         return []
-    return sorted(os.path.join(folder, entry) for entry in os.listdir(folder)
-                  if _leftover_target(entry) == name and os.path.isfile(os.path.join(folder, entry)))
+    now, found = time.time(), []
+    for entry in os.listdir(folder):
+        full = os.path.join(folder, entry)
+        if not os.path.isfile(full):
+            continue
+        if _leftover_target(entry) == name:
+            found.append(full)
+        elif _OLD_TEMPORARY.fullmatch(entry):
+            with contextlib.suppress(FileNotFoundError):  # another process may remove it meanwhile
+                if now - os.path.getmtime(full) > STALE_SECONDS:
+                    found.append(full)
+    return sorted(found)
 
 
 def _leftover_target(name):
@@ -114,6 +132,9 @@ def load_arrays(path):
         raise FileNotFoundError(f"no such file: {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a directory, not a saved .npz file")
+    if _OLD_TEMPORARY.fullmatch(os.path.basename(path)):
+        raise ValueError(f"{path} is the temporary file of a save that was killed before it finished "
+                         f"(an earlier version's), not a saved file")
     target = _leftover_target(os.path.basename(path))
     if target is not None:
         raise ValueError(f"{path} is the temporary file of a save to {target} that was killed before it "
