@@ -196,7 +196,7 @@ def per_step_parameter_aliases(cell):
     parameter attributes are swapped for the duration of one step only.
     """
     slots = [(module, attribute, param) for _, module in cell.named_modules()
-             for attribute, param in module._parameters.items() if param.requires_grad]
+             for attribute, param in module.named_parameters(recurse=False) if param.requires_grad]
     aliases = []
 
     def step(t, x_t, state):
