@@ -39,16 +39,21 @@ class MinimalGatedUnit(nn.Cell):
         return h + f * (candidate - h)
 
 
-# 1. its autograd gradients agree with finite differences (float64, a short sequence)
-cell = MinimalGatedUnit(3, 4, dtype=np.float64)
-unrolled = nn.Recurrent(cell)
-x = tr.Tensor(np.random.default_rng(0).normal(size=(5, 2, 3)), requires_grad=True)
-tr.gradcheck(lambda x, *params: unrolled(x)[0], [x, *cell.parameters()])
-print("gradcheck: the cell's gradients match finite differences")
+def main():
+    # 1. its autograd gradients agree with finite differences (float64, a short sequence)
+    cell = MinimalGatedUnit(3, 4, dtype=np.float64)
+    unrolled = nn.Recurrent(cell)
+    x = tr.Tensor(np.random.default_rng(0).normal(size=(5, 2, 3)), requires_grad=True)
+    tr.gradcheck(lambda x, *params: unrolled(x)[0], [x, *cell.parameters()])
+    print("gradcheck: the cell's gradients match finite differences")
 
-# 2. trained end to end as the recurrent core of the sentiment classifier
-model = SentimentClassifier(len(sentiment.VOCAB), embedding_dim=16, hidden_size=32,
-                            cell=MinimalGatedUnit)
-print(model)
-accuracy = train_sentiment(5, model=model)
-print(f"minimal gated unit: test accuracy {accuracy:.1%}")
+    # 2. trained end to end as the recurrent core of the sentiment classifier
+    model = SentimentClassifier(len(sentiment.VOCAB), embedding_dim=16, hidden_size=32,
+                                cell=MinimalGatedUnit)
+    print(model)
+    accuracy = train_sentiment(5, model=model)
+    print(f"minimal gated unit: test accuracy {accuracy:.1%}")
+
+
+if __name__ == "__main__":  # examples/derive_your_own.py imports the cell without running this
+    main()

@@ -16,8 +16,6 @@ Then it plants two mistakes, one line each, and shows how the report points at t
 
 Run:  python examples/derive_your_own.py        (about two seconds)
 """
-import contextlib
-import io
 import os
 import sys
 
@@ -29,8 +27,7 @@ if HERE not in sys.path:  # custom_cell.py is a neighbour, also when this file i
 import tinygrad_rnn as tr  # noqa: E402
 import tinygrad_rnn.nn as nn  # noqa: E402
 
-with contextlib.redirect_stdout(io.StringIO()):  # custom_cell.py runs its own demo when imported: keep it quiet
-    from custom_cell import MinimalGatedUnit  # noqa: E402
+from custom_cell import MinimalGatedUnit  # noqa: E402
 
 T, N, D, H = 6, 3, 4, 5
 LENGTHS = [6, 4, 2]  # row 0 runs all T steps, the others stop early
