@@ -191,3 +191,169 @@ def test_the_default_train_command_runs_on_the_built_in_corpus(tmp_path, capsys)
 def test_the_sentiment_command_reports_the_test_accuracy(capsys):
     assert cli.main(["sentiment", "--epochs", "1"]) == 0
     assert "test accuracy" in capsys.readouterr().out
+
+
+# ===================================================================== check --cell FILE.py:CLASS
+USER_CELLS = Path(__file__).resolve().parent / "user_cells"
+SMALL = ["--input-size", "3", "--hidden", "4", "--seq-len", "5", "--samples", "4"]
+USER_FILES = {  # more files of a user's, next to the cell and its references
+    "broken.py": "import numpy as np\nraise RuntimeError('boom while importing')\n",
+    "cells.py": """\
+import numpy as np
+import tinygrad_rnn.nn as nn
+
+
+class NotACell:
+    pass
+
+
+class ThreeArgs(nn.Cell):
+    def __init__(self, input_size, hidden_size, extra):
+        super().__init__()
+
+
+class Exploding(nn.Cell):
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.W = nn.Parameter(np.zeros((hidden_size, input_size)))
+
+    def forward(self, x, h):
+        return (x @ self.W.T)[:, :2] + h
+""",
+    "references.py": """\
+from gated_unit_reference import GatedUnitReference
+
+
+class NoBackward:
+    def step_forward(self, x, h, params):
+        return h, None
+
+
+class BadShapes(GatedUnitReference):
+    def step_backward(self, dh, cache):
+        dx, dh_previous, dparams = super().step_backward(dh, cache)
+        dparams["U"] = dparams["U"][:, :-1]
+        return dx, dh_previous, dparams
+
+
+class Crashes(GatedUnitReference):
+    def step_backward(self, dh, cache):
+        return cache["h"]
+
+
+instance = GatedUnitReference()
+""",
+}
+
+
+@pytest.fixture
+def user_files(tmp_path):
+    """The user's files in tmp_path: the gated unit (tests/user_cells/gated_unit.py), its references
+    (gated_unit_reference.py: GatedUnitReference, WrongGatedUnitReference) and the USER_FILES."""
+    for name in ("gated_unit.py", "gated_unit_reference.py"):
+        (tmp_path / name).write_text((USER_CELLS / name).read_text())
+    for name, text in USER_FILES.items():
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def check(folder, *args):
+    return cli.main(["check", *[arg.replace("{tmp}", str(folder)) for arg in args], *SMALL])
+
+
+def test_check_a_user_cell_two_way(user_files, capsys):
+    assert check(user_files, "--cell", "{tmp}/gated_unit.py:GatedUnit") == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0]
+    # built as GatedUnit(input_size, hidden_size), float32 parameters cast to the default --dtype float64
+    assert header.startswith("Recurrent(GatedUnit(3, 4))  float64  T=5 N=3 D=3 H=4  lengths [5, ") and "OK" in header
+    assert "two-way check" in out and "three-way check" not in out and "FAIL" not in out
+    for name in ("cell.W_f", "cell.U_f", "cell.b_f", "cell.W", "cell.U", "cell.b", "x", "state0"):
+        assert f"\n{name} " in out
+    assert out.rstrip().splitlines()[-1].startswith("cross-check OK: GatedUnit from ")
+
+
+def test_check_a_user_cell_three_way_with_its_reference(user_files, capsys):
+    status = check(user_files, "--cell", "{tmp}/gated_unit.py:GatedUnit",
+                   "--reference", "{tmp}/gated_unit_reference.py:GatedUnitReference", "--lengths", "5,2", "--seed", "3")
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "T=5 N=2 D=3 H=4  lengths [5, 2]" in out
+    assert "three-way check: autograd vs hand-derived (yours: GatedUnitReference)" in out and "FAIL" not in out
+    assert "three-way against GatedUnitReference" in out
+
+
+def test_a_wrong_reference_fails_and_says_where(user_files, capsys):
+    status = check(user_files, "--cell", "{tmp}/gated_unit.py:GatedUnit",
+                   "--reference", "{tmp}/gated_unit_reference.py:WrongGatedUnitReference")
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "three-way" in out and "FAIL" in out and "<- FAIL" in out
+    # its error is only in the state gradient it passes back: exact at T-1 = 4, first wrong at t=3
+    assert "t=3" in out and "t=4" not in out
+    assert out.rstrip().splitlines()[-1].startswith("FAILED: GatedUnit")
+
+
+def test_a_reference_object_is_used_as_is_and_its_file_can_import_its_neighbours(user_files, capsys):
+    assert check(user_files, "--cell", "{tmp}/gated_unit.py:GatedUnit", "--reference",
+                 "{tmp}/references.py:instance", "--dtype", "float32") == 0
+    out = capsys.readouterr().out
+    assert "float32" in out.splitlines()[0] and "three-way" in out
+
+
+def test_two_user_files_of_the_same_name_do_not_collide(user_files, capsys):
+    for folder, name in (("a", "gated_unit.py"), ("b", "gated_unit_reference.py")):
+        (user_files / folder).mkdir()
+        (user_files / folder / "mine.py").write_text((user_files / name).read_text())
+    assert check(user_files, "--cell", "{tmp}/a/mine.py:GatedUnit",
+                 "--reference", "{tmp}/b/mine.py:GatedUnitReference") == 0
+    assert "three-way" in capsys.readouterr().out
+
+
+def test_the_user_check_is_reproducible_from_its_seed(user_files, capsys):
+    outputs = []
+    for seed in ("1", "1", "2"):
+        assert check(user_files, "--cell", "{tmp}/gated_unit.py:GatedUnit", "--seed", seed) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] != outputs[2]
+
+
+def test_the_built_in_check_takes_the_new_sizes_too(capsys):
+    assert cli.main(["check", "--cell", "lstm", "--lengths", "5,1", "--hidden", "3", "--input-size", "2",
+                     "--seq-len", "5", "--samples", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("LSTM(2, 3)  float64  T=5 N=2 D=2 H=3  lengths [5, 1]") and "all 1 cross-check OK" in out
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--cell", "{tmp}/missing.py:GatedUnit"], "--cell: file not found: {tmp}/missing.py"),
+    (["--cell", "{tmp}/gated_unit.py"], "must be path/to/file.py:Name"),
+    (["--cell", "{tmp}/broken.py:Cell"], "importing {tmp}/broken.py failed: RuntimeError: boom while importing "
+                                         "(broken.py, line 2"),
+    (["--cell", "{tmp}/gated_unit.py:Nope"], "{tmp}/gated_unit.py has no Nope; the nn.Cell subclasses it defines: "
+                                             "GatedUnit"),
+    (["--cell", "{tmp}/cells.py:NotACell"], "NotACell in {tmp}/cells.py is not an nn.Cell subclass"),
+    (["--cell", "{tmp}/cells.py:ThreeArgs"], "ThreeArgs(3, 4) failed: the check builds the cell as "
+                                             "ThreeArgs(input_size, hidden_size) from {tmp}/cells.py: TypeError:"),
+    (["--cell", "{tmp}/cells.py:Exploding"], "the cell Exploding ({tmp}/cells.py) raised during the check: "
+                                             "ValueError:"),
+    (["--cell", "{tmp}/gated_unit.py:GatedUnit", "--reference", "{tmp}/references.py:NoBackward"],
+     "NoBackward in {tmp}/references.py lacks step_backward"),
+    (["--cell", "{tmp}/gated_unit.py:GatedUnit", "--reference", "{tmp}/references.py:Nope"],
+     "{tmp}/references.py has no Nope; the objects with step_forward and step_backward it defines: BadShapes, "
+     "Crashes, GatedUnitReference, instance"),
+    (["--cell", "{tmp}/gated_unit.py:GatedUnit", "--reference", "{tmp}/references.py:BadShapes"],
+     "the reference BadShapes ({tmp}/references.py) is at fault: ValueError: step_backward at t=4: the gradient "
+     "of 'U' has shape (4, 3), expected (4, 4)"),
+    (["--cell", "{tmp}/gated_unit.py:GatedUnit", "--reference", "{tmp}/references.py:Crashes"],
+     "the reference Crashes ({tmp}/references.py) is at fault: TypeError: tuple indices must be integers"),
+    (["--cell", "{tmp}/gated_unit.py:GatedUnit,lstm"], "not both"),
+    (["--cell", "gru", "--reference", "{tmp}/references.py:instance"], "--reference goes with --cell FILE.py:CLASS"),
+    (["--cell", "{tmp}/gated_unit.py:GatedUnit", "--lengths", "5,x"], "--lengths must be comma-separated ints"),
+    (["--cell", "{tmp}/gated_unit.py:GatedUnit", "--lengths", "5,2", "--batch", "3"],
+     "--lengths gives 2 lengths but --batch is 3"),
+    (["--cell", "{tmp}/gated_unit.py:GatedUnit", "--lengths", "5,6"], "lengths must lie in 1..5"),
+])
+def test_a_bad_user_cell_or_reference_is_one_line_and_status_two(user_files, args, expected, capsys):
+    one_line_error(capsys, check(user_files, *args), expected.replace("{tmp}", str(user_files)))

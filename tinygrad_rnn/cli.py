@@ -4,7 +4,30 @@
     tinygrad-rnn sample     continue a prime text with a trained checkpoint
     tinygrad-rnn sentiment  train the many-to-one sentiment classifier and report its test accuracy
     tinygrad-rnn check      autograd vs hand-derived BPTT vs finite differences, per parameter
+                            (the built-in cells, or yours: --cell file.py:ClassName)
     tinygrad-rnn gradflow   ‖∂L/∂h_t‖ over time for RNN, LSTM and GRU (a PNG with matplotlib)
+
+``check`` cross-checks the built-in cells by default (``--cell lstm,gru``: some of them), or a
+cell of yours::
+
+    tinygrad-rnn check --cell path/to/file.py:ClassName [--reference path/to/file.py:RefName]
+                       [--input-size D --hidden H --seq-len T --batch N --lengths 8,5,2
+                        --dtype float64 --loss sum --samples K --seed S]
+
+The file is imported as a module of its own (it may import tinygrad_rnn and numpy); ClassName
+must be an ``nn.Cell`` subclass and is built as ``ClassName(input_size, hidden_size)`` after
+``tr.manual_seed(seed)``, keeping its own initialisation; parameters that come out in the other
+float dtype than ``--dtype`` are cast to it. It runs as ``nn.Recurrent(cell)`` on x (T, N, D),
+lengths (a full row first, a short one last, unless ``--lengths``) and a random initial state
+shaped like the cell's ``init_state``, all drawn from the seed. With ``--reference`` (a class,
+instantiated with no arguments, or an object with ``step_forward(x_t, state, params)`` and
+``step_backward(dnew_state, cache)``, params keyed by the cell's own parameter names) the check
+is three-way, autograd vs your derivation vs finite differences; without it two-way. It prints
+``str(report)`` of ``bptt.crosscheck`` and a verdict: exit status 0 if OK, 1 if not. A missing
+file, a spec without ``:ClassName``, a file that fails to import, a missing or wrong class, a
+constructor that does not take (input_size, hidden_size), a reference without both methods, and
+anything the cell or reference raises while the check runs (a reference returning wrong shapes
+included) are one line on stderr naming the culprit, with exit status 2.
 
 Each subcommand is a ``Subcommand(help, add_arguments, run)`` in the ``SUBCOMMANDS`` table:
 ``add_arguments(parser)`` declares its options and ``run(args) -> exit status`` does the work.
@@ -19,6 +42,8 @@ import time
 from typing import Callable, NamedTuple
 
 from .bptt import run_check
+from .bptt.crosscheck import CELL_NAMES, run_user_check
+from .bptt.user_code import is_spec
 from .checkpoint import (best_checkpoint_path, checkpoint_parts, checkpoint_to_resume, load_checkpoint,
                          refuse_to_overwrite, required_vocab)
 from .data import builtin_corpus, load_text
@@ -144,22 +169,67 @@ def _sentiment(args):
 
 # ===================================================================== check
 def _add_check_arguments(parser):
-    parser.add_argument("--cell", default="all",
-                        help="rnn, rnn_relu, rnn_sigmoid, lstm, gru, a comma-separated list, or all (default)")
+    parser.add_argument("--cell", default="all", metavar="CELLS|FILE.py:CLASS",
+                        help="built-in cells: rnn, rnn_relu, rnn_sigmoid, lstm, gru, a comma-separated list, or all "
+                             "(default); or a cell of yours: an nn.Cell subclass CLASS in the Python file FILE.py "
+                             "(which may import tinygrad_rnn and numpy), built as CLASS(input_size, hidden_size) "
+                             "after seeding (so with its own initialisation), its parameters cast to --dtype if "
+                             "they come out in the other float dtype, and checked as nn.Recurrent(cell) (built-in "
+                             "names and a file cannot be mixed)")
+    parser.add_argument("--reference", metavar="FILE.py:NAME",
+                        help="with --cell FILE.py:CLASS: your hand-derived step, NAME in FILE.py: a class "
+                             "(instantiated with no arguments) or an object, with step_forward(x_t, state, params) "
+                             "-> (new_state, cache) and step_backward(dnew_state, cache) -> (dx_t, dstate, dparams), "
+                             "params keyed by the cell's own parameter names: a three-way check (without it, "
+                             "two-way: autograd vs finite differences)")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="default float64")
-    parser.add_argument("--seq-len", type=int, default=8, help="time steps (default 8)")
-    parser.add_argument("--hidden", type=int, default=6, help="hidden size (default 6)")
+    parser.add_argument("--seq-len", type=int, default=8, help="time steps T (default 8)")
+    parser.add_argument("--hidden", type=int, default=6, help="hidden size H (default 6)")
+    parser.add_argument("--input-size", type=int, default=5, help="input size D (default 5)")
+    parser.add_argument("--batch", type=int, help="rows N (default 3, or as many as --lengths)")
+    parser.add_argument("--lengths", help="each row's length, comma-separated ints in 1..T, e.g. 8,5,2 (default: "
+                                          "drawn from the seed, a full row first and a short one last)")
     parser.add_argument("--loss", choices=("sum", "many_to_many", "many_to_one"), default="sum",
                         help="sum(outputs * upstream), or softmax cross-entropy at every step / the last step")
+    parser.add_argument("--samples", type=int, default=24,
+                        help="entries of each gradient the finite differences sample (default 24)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and data (default 0)")
 
 
 def _check(args):
-    cells = "all" if args.cell == "all" else tuple(name.strip() for name in args.cell.split(","))
-    text, ok = run_check(cells=cells, dtype=args.dtype, seq_len=args.seq_len, hidden=args.hidden,
-                         loss=args.loss, seed=args.seed)
+    lengths = _lengths(args.lengths)
+    batch = args.batch if args.batch is not None else len(lengths) if lengths is not None else 3
+    if lengths is not None and len(lengths) != batch:
+        raise ValueError(f"--lengths gives {len(lengths)} lengths but --batch is {batch}: one length per row")
+    options = dict(dtype=args.dtype, seq_len=args.seq_len, hidden=args.hidden, input_size=args.input_size,
+                   batch=batch, loss=args.loss, samples=args.samples, seed=args.seed, lengths=lengths)
+    names = [name.strip() for name in args.cell.split(",")]
+    if is_spec(args.cell):
+        built_in = [name for name in names if name in CELL_NAMES or name == "all"]
+        if built_in:
+            raise ValueError(f"--cell takes built-in cells or one FILE.py:CLASS of yours, not both: got "
+                             f"{', '.join(built_in)} with {', '.join(n for n in names if n not in built_in)}")
+        if args.cell.count(".py:") > 1:
+            raise ValueError(f"--cell takes one FILE.py:CLASS at a time, got {args.cell!r}")
+        text, ok = run_user_check(args.cell.strip(), args.reference, **options)
+    else:
+        if args.reference is not None:
+            raise ValueError("--reference goes with --cell FILE.py:CLASS (a cell of yours); the built-in cells "
+                             "are checked against their own references in tinygrad_rnn.bptt")
+        cells = "all" if args.cell == "all" else tuple(names)
+        text, ok = run_check(cells=cells, **options)
     print(text)
     return 0 if ok else 1
+
+
+def _lengths(text):
+    """--lengths "8,5,2" as a list of ints (None when not given)."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--lengths must be comma-separated ints such as 8,5,2, got {text!r}") from None
 
 
 # ===================================================================== gradflow
