@@ -15,7 +15,8 @@ from hypothesis import given, settings, strategies as st
 
 import tinygrad_rnn.nn as nn
 from tinygrad_rnn.bptt import CrosscheckReport, crosscheck, gru, lstm, rnn, run_check
-from tinygrad_rnn.bptt.crosscheck import CELL_NAMES, LOSSES
+from tinygrad_rnn.bptt.check_command import CELL_NAMES
+from tinygrad_rnn.bptt.crosscheck import LOSSES
 
 # the submodule itself (the package's `crosscheck` attribute is the function)
 crosscheck_module = importlib.import_module("tinygrad_rnn.bptt.crosscheck")

@@ -41,8 +41,7 @@ import sys
 import time
 from typing import Callable, NamedTuple
 
-from .bptt import run_check
-from .bptt.crosscheck import CELL_NAMES, run_user_check
+from .bptt.check_command import CELL_NAMES, run_check, run_user_check
 from .bptt.user_code import is_spec
 from .checkpoint import (best_checkpoint_path, checkpoint_parts, checkpoint_to_resume, load_checkpoint,
                          refuse_to_overwrite, required_vocab)

@@ -76,10 +76,9 @@ from ..tensor import Tensor, grad as autograd, no_grad
 from . import gru, losses, lstm, rnn
 from ._checks import check_lengths
 from ._primitives import project
-from .sequence import sequence_backward, sequence_forward
+from .sequence import sequence_backward, sequence_forward, state_of, state_parts
 
-__all__ = ["CELL_NAMES", "CrosscheckReport", "CrosscheckRow", "LOSSES", "crosscheck", "reference_of",
-           "run_check"]
+__all__ = ["CrosscheckReport", "CrosscheckRow", "LOSSES", "TOLERANCES", "crosscheck", "reference_of"]
 
 LOSSES = ("sum", "many_to_many", "many_to_one")
 TOLERANCES = {np.dtype(np.float64): (1e-10, 1e-6), np.dtype(np.float32): (1e-4, 1e-3)}
@@ -170,7 +169,7 @@ def _target(module, reference):
                              f"first part, so check this cell without a reference (two-way)")
     cell_names = {id(param): key for key, param in cell.named_parameters()}
     param_names = {key: cell_names[id(param)] for key, param in module.named_parameters()}
-    parts = _as_parts(cell.init_state(1))
+    parts = state_parts(cell.init_state(1))
     if type(cell) in _GATES:
         state_names = ("h0", "c0")[:len(parts)]
     else:
@@ -208,13 +207,13 @@ def _reference_loss(problem, arrays, backward=True):
     if not backward:
         return loss, outputs, final_parts, magnitude, None, None
     doutputs, dfinal_parts, gradients = loss_backward()
-    grads = sequence_backward(target.reference, doutputs, _as_state(dfinal_parts), cache, per_step=True)
+    grads = sequence_backward(target.reference, doutputs, state_of(dfinal_parts), cache, per_step=True)
     steps = {}
     for name, key in target.param_names.items():
         gradients[name], steps[name] = grads.dparams[key], grads.dparams_per_step[key]
     gradients["x"] = grads.dxs if target.sequence else grads.dxs[0]
     steps["x"] = grads.dxs
-    gradients.update(zip(target.state_names, _as_parts(grads.dstate0)))
+    gradients.update(zip(target.state_names, state_parts(grads.dstate0)))
     return loss, outputs, final_parts, magnitude, gradients, steps
 
 
@@ -223,10 +222,10 @@ def _reference_forward(problem, arrays):
     as (1, N, H)), [final state part], cache)."""
     target = problem.target
     params = {key: arrays[name] for name, key in target.param_names.items()}
-    state0 = _as_state([arrays[name] for name in target.state_names])
+    state0 = state_of([arrays[name] for name in target.state_names])
     xs = arrays["x"] if target.sequence else arrays["x"][None]
     outputs, final, cache = sequence_forward(target.reference, xs, state0, params, problem.lengths)
-    return outputs, _as_parts(final), cache
+    return outputs, state_parts(final), cache
 
 
 def _engine_forward(module, problem, arrays):
@@ -277,21 +276,21 @@ def _run_module(module, problem, x, parts, step=None):
     ``step`` runs the sequence through ``Recurrent.run``'s per-step seam instead (op by op)."""
     target = problem.target
     if not target.sequence:
-        final = module(x, _as_state(parts))
-        return target.cell.output(final).reshape((1,) + x.shape[:1] + (-1,)), _as_parts(final)
+        final = module(x, state_of(parts))
+        return target.cell.output(final).reshape((1,) + x.shape[:1] + (-1,)), state_parts(final)
     if step is not None:
         lengths = None if problem.lengths is None or np.all(problem.lengths == x.shape[0]) else problem.lengths
-        outputs, final = target.recurrent.run(x, _as_state(parts), lengths, step=step)
-        return outputs, _as_parts(final)
+        outputs, final = target.recurrent.run(x, state_of(parts), lengths, step=step)
+        return outputs, state_parts(final)
     batch_first = module.batch_first
     layer_x = x.transpose(0, 1) if batch_first else x
     if target.layer:
-        hx = _as_state([part.reshape((1,) + part.shape) for part in parts])
+        hx = state_of([part.reshape((1,) + part.shape) for part in parts])
         outputs, final = module(layer_x, hx, lengths=problem.lengths)
-        final_parts = [part.reshape(part.shape[1:]) for part in _as_parts(final)]
+        final_parts = [part.reshape(part.shape[1:]) for part in state_parts(final)]
     else:
-        outputs, final = module(layer_x, _as_state(parts), lengths=problem.lengths)
-        final_parts = _as_parts(final)
+        outputs, final = module(layer_x, state_of(parts), lengths=problem.lengths)
+        final_parts = state_parts(final)
     return (outputs.transpose(0, 1) if batch_first else outputs), final_parts
 
 
@@ -349,16 +348,6 @@ def _autograd_per_step(module, problem, arrays):
         per_step[name] = np.stack([np.zeros(own[name].shape, own[name].dtype) if g is None else g.data
                                    for g in found[k::len(params)]])
     return per_step
-
-
-def _as_parts(state):
-    """A state h or (h, c) as a list of its parts."""
-    return list(state) if isinstance(state, (tuple, list)) else [state]
-
-
-def _as_state(parts):
-    """A list of state parts as the state itself: one part, or a tuple of them."""
-    return tuple(parts) if len(parts) > 1 else parts[0]
 
 
 # ============================================================================ finite differences
@@ -808,138 +797,3 @@ def _describe(module, target):
     if module is cell or target.layer:
         return described
     return f"Recurrent({described}{', batch_first=True' if module.batch_first else ''})"
-
-
-# ============================================================================ the CLI's check
-
-import inspect  # noqa: E402  (the CLI's part only)
-
-from ..random import manual_seed  # noqa: E402
-from . import user_code  # noqa: E402
-
-CELL_NAMES = ("rnn", "rnn_relu", "rnn_sigmoid", "lstm", "gru")
-_LAYER_OF = {"rnn": (nn.RNN, {"nonlinearity": "tanh"}), "rnn_relu": (nn.RNN, {"nonlinearity": "relu"}),
-             "rnn_sigmoid": (nn.RNN, {"nonlinearity": "sigmoid"}), "lstm": (nn.LSTM, {}),
-             "gru": (nn.GRU, {})}
-
-
-def run_check(cells=("rnn", "lstm", "gru"), dtype="float64", seq_len=8, hidden=6, input_size=5,
-              batch=3, seed=0, loss="sum", samples=24, lengths=None):
-    """Cross-check single-layer layers on random data; what ``tinygrad-rnn check`` prints.
-
-    cells: names from CELL_NAMES, one name, or "all". Each layer gets weights drawn from ``seed``
-    (PyTorch's U(-1/sqrt(H), 1/sqrt(H))), x (T, N, D), a random initial state and lengths with a
-    full row first and a short one (about T/3) last, unless ``lengths`` (N,) are given. Returns
-    (text, ok): the reports' tables and a last line with the verdict; ok is True when every report is.
-    """
-    names = CELL_NAMES if cells == "all" else tuple(cells) if isinstance(cells, (tuple, list)) else (cells,)
-    unknown = [name for name in names if name not in _LAYER_OF]
-    if unknown or not names:
-        raise ValueError(f"cells must be names from {list(CELL_NAMES)} or 'all', got {cells!r}")
-    dtype = _run_options(dtype, seq_len, hidden, input_size, batch)
-    reports = []
-    for name in names:
-        rng = np.random.default_rng(seed)
-        layer, options = _LAYER_OF[name]
-        module = layer(input_size, hidden, dtype=dtype, **options)
-        bound = 1.0 / np.sqrt(hidden)
-        module.load_state_dict({key: rng.uniform(-bound, bound, value.shape)
-                                for key, value in module.state_dict().items()})
-        x, drawn = _draw_input(rng, seq_len, batch, input_size, dtype)
-        parts = 2 if layer is nn.LSTM else 1
-        state = [rng.standard_normal((1, batch, hidden)).astype(dtype) for _ in range(parts)]
-        reports.append(crosscheck(module, x, _as_state(state), drawn if lengths is None else lengths, loss=loss,
-                                  samples=samples, seed=seed))
-    failed = [name for name, report in zip(names, reports) if not report.ok]
-    verdict = (f"all {len(reports)} cross-check{'s' * (len(reports) > 1)} OK" if not failed
-               else f"FAILED: {', '.join(failed)} ({len(failed)} of {len(reports)})")
-    return "\n\n".join(map(str, reports)) + "\n\n" + verdict, not failed
-
-
-def run_user_check(cell, reference=None, dtype="float64", seq_len=8, hidden=6, input_size=5, batch=3, seed=0,
-                   loss="sum", samples=24, lengths=None):
-    """Cross-check a user's cell on random data; what ``tinygrad-rnn check --cell file.py:Name`` prints.
-
-    cell       "path/to/file.py:ClassName" (see ``bptt.user_code``) or the nn.Cell subclass itself;
-               built as ``ClassName(input_size, hidden)`` after ``manual_seed(seed)``, so with its own
-               initialisation, and its parameters cast to ``dtype`` when they come out in another
-               float dtype; checked as ``nn.Recurrent(cell)``
-    reference  None (a two-way check: autograd vs finite differences), "path/to/file.py:Name" (a
-               class, instantiated with no arguments, or an object with step_forward /
-               step_backward), or such a class or object itself: a three-way check
-
-    x (T, N, D), the lengths (a full row first and a short one last, unless ``lengths`` are
-    given) and an initial state of the shapes of the cell's ``init_state`` (standard normal) are
-    drawn from ``seed``. Returns (text, ok) like ``run_check``. Anything wrong with the files or
-    what they define, and any exception that comes out of the user's cell or reference while the
-    check runs, is a ``user_code.UserCodeError`` (a ValueError) saying whose code and what.
-    """
-    dtype = _run_options(dtype, seq_len, hidden, input_size, batch)
-    cache = {}  # one file named by both cell and reference is imported once
-    if isinstance(cell, str):
-        cls, cell_path = user_code.load_cell_class(cell, cache)
-    elif isinstance(cell, type) and issubclass(cell, nn.Cell):
-        cls, cell_path = cell, _source_file(cell)
-    else:
-        raise TypeError(f"cell must be 'path/to/file.py:ClassName' or an nn.Cell subclass, got {cell!r}")
-    reference_path = None
-    if isinstance(reference, str):
-        reference, reference_path = user_code.load_reference(reference, cache)
-    elif isinstance(reference, type):
-        reference, reference_path = reference(), _source_file(reference)
-    elif reference is not None:
-        reference_path = _source_file(type(reference))
-    reference_name = None if reference is None else getattr(reference, "__name__", type(reference).__name__)
-    manual_seed(seed)
-    built = user_code.build_cell(cls, cell_path, input_size, hidden, dtype)
-    rng = np.random.default_rng(seed)
-    try:
-        module = nn.Recurrent(built)
-        x, drawn = _draw_input(rng, seq_len, batch, input_size, dtype)
-        with no_grad():
-            shapes = [part.shape for part in _as_parts(built.init_state(batch))]
-        state = _as_state([rng.standard_normal(shape).astype(dtype) for shape in shapes])
-        report = crosscheck(module, x, state, drawn if lengths is None else lengths, loss=loss, samples=samples,
-                            seed=seed, reference=reference)
-    except Exception as error:
-        blame = user_code.blamed(error, cls.__name__, cell_path, reference_name, reference_path)
-        if blame is None:
-            raise
-        raise blame from error
-    how = ("two-way: autograd vs finite differences; --reference FILE.py:NAME adds yours" if reference is None
-           else f"three-way against {reference_name}")
-    verdict = f"{'cross-check OK' if report.ok else 'FAILED'}: {cls.__name__} from {cell_path} ({how})"
-    return f"{report}\n\n{verdict}", report.ok
-
-
-def _run_options(dtype, seq_len, hidden, input_size, batch):
-    """The dtype as np.dtype (float32 or float64) once the sizes are checked; a clear error otherwise."""
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dtype not in TOLERANCES:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    sizes = {"seq_len": seq_len, "hidden": hidden, "input_size": input_size, "batch": batch}
-    bad = {key: value for key, value in sizes.items()
-           if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1}
-    if bad:
-        raise ValueError(f"sizes must be positive ints, got {bad}")
-    return dtype
-
-
-def _draw_input(rng, seq_len, batch, input_size, dtype):
-    """x (T, N, D) standard normal and lengths with a full row first and a short one (about T/3) last."""
-    x = rng.standard_normal((seq_len, batch, input_size)).astype(dtype)
-    lengths = rng.integers(1, seq_len + 1, size=batch)
-    lengths[0] = seq_len
-    if batch > 1:
-        lengths[-1] = max(1, seq_len // 3)
-    return x, lengths
-
-
-def _source_file(cls):
-    try:
-        return inspect.getsourcefile(cls) or "?"
-    except TypeError:
-        return "?"

@@ -47,7 +47,8 @@ import numpy as np
 
 from ._checks import check_floating, check_lengths, check_sequence, check_state
 
-__all__ = ["BPTTGrads", "SequenceCache", "StepReference", "sequence_backward", "sequence_forward"]
+__all__ = ["BPTTGrads", "SequenceCache", "StepReference", "sequence_backward", "sequence_forward", "state_of",
+           "state_parts"]
 
 
 class StepReference(NamedTuple):
@@ -87,6 +88,16 @@ class SequenceCache(NamedTuple):
     final_state: object    # s_{T-1}
     params: dict
     input_shape: tuple     # (N, D): the shape of every x_t
+
+
+def state_parts(state):
+    """A state h or (h, c) as a list of its parts."""
+    return list(state) if isinstance(state, (tuple, list)) else [state]
+
+
+def state_of(parts):
+    """A list of state parts as the state itself: the one part, or a tuple of them."""
+    return tuple(parts) if len(parts) > 1 else parts[0]
 
 
 def _map_state(fn, *states):
