@@ -88,6 +88,7 @@ class SequenceCache(NamedTuple):
     final_state: object    # s_{T-1}
     params: dict
     input_shape: tuple     # (N, D): the shape of every x_t
+    input_dtype: np.dtype  # and its dtype
 
 
 def state_parts(state):
@@ -168,7 +169,7 @@ def sequence_forward(reference, xs, state0, params, lengths=None):
         hidden = _hidden(new_state)
         outputs.append(np.where(keep.reshape(keep.shape + (1,) * (hidden.ndim - 2)), hidden, 0.0))
         step_caches.append(step_cache)
-    return np.stack(outputs), state, SequenceCache(step_caches, running, state, params, xs.shape[1:])
+    return np.stack(outputs), state, SequenceCache(step_caches, running, state, params, xs.shape[1:], xs.dtype)
 
 
 def sequence_backward(reference, doutputs, dfinal_state, cache, per_step=False):
@@ -213,7 +214,7 @@ def sequence_backward(reference, doutputs, dfinal_state, cache, per_step=False):
                             + (f" of {len(returned)}" if isinstance(returned, (tuple, list)) else ""))
         dxs[t], dprev, dparams_t = returned
         if t == steps - 1 or per_step:  # the first step backward, and every one when asked for details
-            _check_step_gradients(dxs[t], dprev, dparams_t, params, dstate, cache.input_shape, t)
+            _check_step_gradients(dxs[t], dprev, dparams_t, params, dstate, cache.input_shape, cache.input_dtype, t)
         dstate = _map_state(np.add, tuple(dprev) if isinstance(dprev, list) else dprev, dkept)  # g_{t-1}
         for name, grad in dparams_t.items():
             if grad is not None:
@@ -230,7 +231,7 @@ def sequence_backward(reference, doutputs, dfinal_state, cache, per_step=False):
     return grads
 
 
-def _check_step_gradients(dx, dstate, dparams, params, like_state, input_shape, t):
+def _check_step_gradients(dx, dstate, dparams, params, like_state, input_shape, input_dtype, t):
     """What step_backward returned at step t: dx_t a floating array (N, D), dstate like the state,
     dparams a dict of arrays shaped like the params they name."""
     who = f"step_backward at t={t}"
@@ -238,6 +239,8 @@ def _check_step_gradients(dx, dstate, dparams, params, like_state, input_shape, 
         raise TypeError(f"{who}: dx_t must be a floating-point ndarray, got {type(dx).__name__}")
     if dx.shape != input_shape:
         raise ValueError(f"{who}: dx_t has shape {dx.shape}, expected {input_shape} (the shape of x_t)")
+    if dx.dtype != input_dtype:
+        raise TypeError(f"{who}: dx_t has dtype {dx.dtype}, expected {input_dtype} (the dtype of x_t)")
     _check_like(tuple(dstate) if isinstance(dstate, list) else dstate, like_state, f"{who}: dstate")
     if not isinstance(dparams, dict):
         raise TypeError(f"{who}: dparams must be a dict of gradients by parameter name, got {type(dparams).__name__}")
@@ -251,3 +254,6 @@ def _check_step_gradients(dx, dstate, dparams, params, like_state, input_shape, 
             if grad.shape != params[name].shape:
                 raise ValueError(f"{who}: the gradient of {name!r} has shape {grad.shape}, expected "
                                  f"{params[name].shape} (the shape of params[{name!r}])")
+            if grad.dtype != params[name].dtype:
+                raise TypeError(f"{who}: the gradient of {name!r} has dtype {grad.dtype}, expected "
+                                f"{params[name].dtype} (the dtype of params[{name!r}])")

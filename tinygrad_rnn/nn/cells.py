@@ -138,7 +138,7 @@ def check_state(cell, state, expected, what):
     for part, like in zip(parts, (expected,) if isinstance(expected, Tensor) else expected):
         if part.dtype != like.dtype:
             raise TypeError(f"{who}: {what} has dtype {part.dtype}, expected {like.dtype} "
-                            f"(the cell's parameters' dtype)")
+                            f"(the dtype of the cell's init_state)")
 
 
 class _GatedCell(Cell):
