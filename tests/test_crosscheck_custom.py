@@ -759,7 +759,7 @@ class NotCallable(MGUReference):
 @pytest.mark.parametrize("form", ["cell", "recurrent"])
 def test_reference_missing_a_method(reference, missing, form):
     module, x, state, lengths = problem("mgu", form)
-    with pytest.raises(TypeError, match="reference must have the methods step_forward") as raised:
+    with pytest.raises(TypeError, match="a reference needs the methods step_forward") as raised:
         crosscheck(module, x, state, lengths, reference=reference)
     assert missing in str(raised.value) and type(reference).__name__ in str(raised.value)
 
@@ -869,3 +869,72 @@ def test_a_gradient_of_the_wrong_dtype_names_it(which):
     module, x, state, lengths = problem("mgu", "recurrent")
     with pytest.raises(TypeError, match=r"step_backward at t=3: .* has dtype float32, expected float64"):
         crosscheck(module, x, state, samples=SAMPLES, reference=Float32Gradient())
+
+
+# ============================================================================ NaN never passes, and outputs of their own width
+
+class SqrtNormCell(nn.Cell):
+    """h' = tanh(x W^T + h U^T) + sqrt(sum h^2): from h = 0 the square root's gradient is NaN."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.W = uniform(hidden_size, input_size, hidden_size=hidden_size)
+        self.U = uniform(hidden_size, hidden_size, hidden_size=hidden_size)
+
+    def forward(self, x, h):
+        return (x @ self.W.T + h @ self.U.T).tanh() + (h * h).sum().sqrt()
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_a_nan_gradient_fails_the_two_way_check():
+    """autograd's dL/dh0 is NaN (d sqrt(s)/ds at s = 0): the row must fail, never read as 0 error."""
+    report = crosscheck(SqrtNormCell(2, 3), np.random.default_rng(0).standard_normal((3, 2)), samples=SAMPLES)
+    row = next(r for r in report.rows if r.name == "state0")
+    assert not report.ok and row.autograd_vs_fd == float("inf")
+    assert "<- FAIL" in str(report)
+
+
+def test_a_reference_returning_nan_fails_the_three_way_check_where_it_does():
+    class NaNBias(MGUReference):
+        def step_backward(self, dh_new, cache):
+            dx, dh, dparams = super().step_backward(dh_new, cache)
+            return dx, dh, dict(dparams, b=dparams["b"] * np.nan)
+
+    module, x, state, _ = problem("mgu", "recurrent")
+    report = crosscheck(module, x, state, samples=SAMPLES, reference=NaNBias())
+    row = next(r for r in report.rows if r.name.endswith("b"))
+    assert not report.ok and row.autograd_vs_hand == float("inf") and row.first_bad_step == 3
+    assert all(report.row_ok(r) for r in report.rows if r is not row)
+
+
+class ReadOutCell(nn.Cell):
+    """h' = tanh(x W^T + h U^T), emitting y = h' V^T (N, 2), narrower than its state (N, H)."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.W = uniform(hidden_size, input_size, hidden_size=hidden_size)
+        self.U = uniform(hidden_size, hidden_size, hidden_size=hidden_size)
+        self.V = uniform(2, hidden_size, hidden_size=hidden_size)
+
+    def forward(self, x, h):
+        return (x @ self.W.T + h @ self.U.T).tanh()
+
+    def output(self, h):
+        return h @ self.V.T
+
+
+@pytest.mark.parametrize("loss", ["sum", "many_to_many", "many_to_one"])
+@pytest.mark.parametrize("form", ["cell", "recurrent"])
+def test_a_cell_whose_output_is_not_its_state_is_checked_two_way(loss, form):
+    cell = ReadOutCell(2, 4)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 2)) if form == "cell" else rng.standard_normal((5, 3, 2))
+    module = cell if form == "cell" else nn.Recurrent(cell)
+    report = crosscheck(module, x, lengths=None if form == "cell" else [5, 2, 4], loss=loss, samples=SAMPLES)
+    assert report.ok and report.two_way, str(report)
+    if loss != "sum":
+        assert next(r for r in report.rows if r.name == "W_hy").shape == (4, 2)
+    with pytest.raises(ValueError, match="overrides output"):
+        crosscheck(module, x, reference=MGUReference())

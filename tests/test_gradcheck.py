@@ -171,3 +171,12 @@ def test_rel_error_is_symmetric_and_takes_tensors_and_float32():
     a, b = np.array([1.0, -2.0, 3.0], np.float32), np.array([1.5, -2.0, 2.0], np.float32)
     assert tr.rel_error(a, b) == tr.rel_error(b, a) == pytest.approx(0.5 / 2.5)
     assert tr.rel_error(tr.Tensor(a), b) == tr.rel_error(a, b)
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_a_nan_gradient_never_passes():
+    """d sqrt(sum x^2) at x = 0 is NaN by the chain rule (0 * inf): gradcheck must not call it a match."""
+    x = tr.Tensor(np.zeros(3), requires_grad=True)
+    assert tr.gradcheck(lambda a: (a * a).sum().sqrt(), (x,), raise_exception=False) is False
+    with pytest.raises(GradcheckError):
+        tr.gradcheck(lambda a: (a * a).sum().sqrt(), (x,))

@@ -172,7 +172,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
         numerical = _numerical_jacobians(fn, inputs, i, eps)
         analytical = _analytical_jacobians(fn, inputs, i)
         for o, (num, ana) in enumerate(zip(numerical, analytical)):
-            bad = np.abs(ana - num) > atol + rtol * np.abs(num)
+            bad = ~(np.abs(ana - num) <= atol + rtol * np.abs(num))  # NaN or inf on either side is a mismatch
             if bad.any():
                 if not raise_exception:
                     return False

@@ -76,7 +76,7 @@ from ..tensor import Tensor, grad as autograd, no_grad
 from . import gru, losses, lstm, rnn
 from ._checks import check_lengths
 from ._primitives import project
-from .sequence import sequence_backward, sequence_forward, state_of, state_parts
+from .sequence import check_reference, sequence_backward, sequence_forward, state_of, state_parts
 
 __all__ = ["CrosscheckReport", "CrosscheckRow", "LOSSES", "TOLERANCES", "crosscheck", "reference_of"]
 
@@ -101,6 +101,7 @@ class _Target(NamedTuple):
     reference: object      # step_forward / step_backward, or None: a two-way check
     state_names: tuple     # the initial state's rows: ("h0",) or ("h0", "c0"); ("state0[0]", ...)
     state_shapes: tuple    # each state part's shape for N = 1, without the batch axis
+    output_shape: tuple    # what cell.output gives per row (H'), without the batch axis
     param_names: dict      # module parameter name -> the cell's own name (the reference's key)
     gates: Optional[str]   # the built-in cells' gate blocks along a weight's rows ("ifgo", "rzn")
 
@@ -158,24 +159,21 @@ def _target(module, reference):
     if reference is None:
         reference = reference_of(cell)
     else:
-        missing = [method for method in ("step_forward", "step_backward")
-                   if not callable(getattr(reference, method, None))]
-        if missing:
-            raise TypeError(f"reference must have the methods step_forward(x_t, state, params) -> (new_state, "
-                            f"cache) and step_backward(dnew_state, cache) -> (dx_t, dstate, dparams); this "
-                            f"{type(reference).__name__} lacks {', '.join(missing)}")
+        check_reference(reference)
         if type(cell).output is not nn.Cell.output:
             raise ValueError(f"{type(cell).__name__} overrides output(): a reference's outputs are its state's "
                              f"first part, so check this cell without a reference (two-way)")
     cell_names = {id(param): key for key, param in cell.named_parameters()}
     param_names = {key: cell_names[id(param)] for key, param in module.named_parameters()}
-    parts = state_parts(cell.init_state(1))
+    with no_grad():
+        first_state = cell.init_state(1)
+        parts, output = state_parts(first_state), cell.output(first_state)
     if type(cell) in _GATES:
         state_names = ("h0", "c0")[:len(parts)]
     else:
         state_names = ("state0",) if len(parts) == 1 else tuple(f"state0[{k}]" for k in range(len(parts)))
-    return _Target(cell, recurrent, layer, reference, state_names, tuple(p.shape[1:] for p in parts), param_names,
-                   _GATES.get(type(cell)))
+    return _Target(cell, recurrent, layer, reference, state_names, tuple(p.shape[1:] for p in parts),
+                   output.shape[1:], param_names, _GATES.get(type(cell)))
 
 
 class _Problem(NamedTuple):
@@ -387,9 +385,12 @@ def _finite_differences(loss_of, arrays, name, entries, step):
 
 
 def _relative_error(a, b, floor=0.0):
-    """||a - b|| / max(||a|| + ||b||, floor) in the 2-norm (0 when both are 0): rel_error's measure
-    over a whole tensor; see the module docstring."""
+    """||a - b|| / max(||a|| + ||b||, floor) in the 2-norm (0 when both are 0; inf when either holds a
+    NaN or an infinity, which no gradient check may pass): rel_error's measure over a whole tensor;
+    see the module docstring."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("inf")
     scale = max(np.linalg.norm(a) + np.linalg.norm(b), floor)
     return float(np.linalg.norm(a - b) / scale) if scale > 0 else 0.0
 
@@ -404,9 +405,10 @@ def _first_bad_step(auto_steps, hand_steps, tolerance):
     b = np.asarray(hand_steps, np.float64).reshape(len(hand_steps), -1)
     sizes = np.linalg.norm(a, axis=1) + np.linalg.norm(b, axis=1)
     scale = np.maximum(sizes, STEP_FLOOR * sizes.max())
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         errors = np.where(scale > 0, np.linalg.norm(a - b, axis=1) / np.where(scale > 0, scale, 1), 0.0)
-    bad = np.flatnonzero(errors > tolerance)
+    errors[~(np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1))] = np.inf  # NaN or inf: a disagreement
+    bad = np.flatnonzero(~(errors <= tolerance))
     return int(bad[-1]) if bad.size else None
 
 
@@ -748,14 +750,14 @@ def _problem(module, target, loss, lengths, upstream, rng, xs, dtype, arrays, st
         if upstream is not None:
             raise ValueError(f"upstream is for the 'sum' loss; the {loss} loss has its own "
                              f"read-out and targets, so pass upstream=None")
-        width = state_shapes[0][-1]
+        width = target.output_shape[-1]
         arrays["W_hy"] = rng.standard_normal((NUM_CLASSES, width)).astype(dtype)
         arrays["b_y"] = rng.standard_normal(NUM_CLASSES).astype(dtype)
         shape = (steps, batch) if loss == "many_to_many" else (batch,)
         targets = rng.integers(0, NUM_CLASSES, size=shape)
         return _Problem(target, loss, lengths, None, (), targets, ("W_hy", "b_y"))
     if upstream is None:
-        R = rng.standard_normal((steps, batch) + state_shapes[0][1:]).astype(dtype) if target.sequence else None
+        R = rng.standard_normal((steps, batch) + target.output_shape).astype(dtype) if target.sequence else None
         S = [rng.standard_normal(shape).astype(dtype) for shape in state_shapes]
         return _Problem(target, loss, lengths, R, tuple(S), None, ())
     if target.sequence:
@@ -763,7 +765,7 @@ def _problem(module, target, loss, lengths, upstream, rng, xs, dtype, arrays, st
             raise TypeError(f"upstream for a {'layer' if target.layer else 'sequence'} must be a pair "
                             f"(R like the outputs, S like the final state)")
         R, S = upstream
-        output = state_shapes[0][1:]
+        output = target.output_shape
         output_shape = (batch, steps) + output if module.batch_first else (steps, batch) + output
         R = _array(R, "upstream[0] (like the outputs)", dtype, output_shape)
         R = np.ascontiguousarray(R.transpose(1, 0, 2)) if module.batch_first else R

@@ -47,8 +47,8 @@ import numpy as np
 
 from ._checks import check_floating, check_lengths, check_sequence, check_state
 
-__all__ = ["BPTTGrads", "SequenceCache", "StepReference", "sequence_backward", "sequence_forward", "state_of",
-           "state_parts"]
+__all__ = ["BPTTGrads", "SequenceCache", "StepReference", "check_reference", "sequence_backward", "sequence_forward",
+           "state_of", "state_parts"]
 
 
 class StepReference(NamedTuple):
@@ -120,7 +120,8 @@ def _add_to_hidden(state, dh):
     return state + dh
 
 
-def _check_reference(reference):
+def check_reference(reference):
+    """Raise a TypeError naming what ``reference`` lacks of the protocol (step_forward, step_backward)."""
     missing = [name for name in ("step_forward", "step_backward") if not callable(getattr(reference, name, None))]
     if missing:
         raise TypeError(f"a reference needs the methods step_forward(x_t, state, params) -> (new_state, cache) "
@@ -150,7 +151,7 @@ def sequence_forward(reference, xs, state0, params, lengths=None):
 
     Returns (outputs (T, N, H), final_state, cache); outputs past a row's length are zero.
     """
-    _check_reference(reference)
+    check_reference(reference)
     steps, batch_size = check_sequence(xs)
     lengths = check_lengths(lengths, steps, batch_size)
     running = np.arange(steps)[:, None] < lengths[None, :]
@@ -178,7 +179,7 @@ def sequence_backward(reference, doutputs, dfinal_state, cache, per_step=False):
     doutputs like the outputs (T, N, H); dfinal_state like the final state, or None for zeros.
     per_step=True also fills dparams_per_step, dh and (a two-part state) dc.
     """
-    _check_reference(reference)
+    check_reference(reference)
     if not isinstance(cache, SequenceCache):
         raise TypeError(f"cache must be the one returned by forward (sequence_forward), got a {type(cache).__name__}")
     final_state = cache.final_state
