@@ -214,8 +214,7 @@ def sequence_backward(reference, doutputs, dfinal_state, cache, per_step=False):
             raise TypeError(f"step_backward must return (dx_t, dstate, dparams), got {type(returned).__name__}"
                             + (f" of {len(returned)}" if isinstance(returned, (tuple, list)) else ""))
         dxs[t], dprev, dparams_t = returned
-        if t == steps - 1 or per_step:  # the first step backward, and every one when asked for details
-            _check_step_gradients(dxs[t], dprev, dparams_t, params, dstate, cache.input_shape, cache.input_dtype, t)
+        _check_step_gradients(dxs[t], dprev, dparams_t, params, dstate, cache.input_shape, cache.input_dtype, t)
         dstate = _map_state(np.add, tuple(dprev) if isinstance(dprev, list) else dprev, dkept)  # g_{t-1}
         for name, grad in dparams_t.items():
             if grad is not None:
