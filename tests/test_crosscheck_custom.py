@@ -938,3 +938,21 @@ def test_a_cell_whose_output_is_not_its_state_is_checked_two_way(loss, form):
         assert next(r for r in report.rows if r.name == "W_hy").shape == (4, 2)
     with pytest.raises(ValueError, match="overrides output"):
         crosscheck(module, x, reference=MGUReference())
+
+
+def test_sequence_backward_checks_every_step_not_only_the_first_it_meets():
+    """A reference wrong in shape only at t = 0 (the last step backward meets) is named there, with
+    per_step False too: a (H, H) gradient broadcast into a (2H, D) one would otherwise pass silently."""
+    class WrongAtTheStart(MGUReference):
+        def step_backward(self, dh_new, cache):
+            dx, dh, dparams = super().step_backward(dh_new, cache)
+            return (dx, dh, dict(dparams, b=dparams["b"][:1])) if cache is self.first else (dx, dh, dparams)
+
+    cell = MGUCell(2, 3)
+    params = {name: p.data for name, p in cell.named_parameters()}
+    rng = np.random.default_rng(0)
+    reference = WrongAtTheStart()
+    outputs, final, cache = sequence_forward(reference, rng.standard_normal((4, 2, 2)), np.zeros((2, 3)), params)
+    reference.first = cache.steps[0]
+    with pytest.raises(ValueError, match=r"step_backward at t=0: the gradient of 'b' has shape \(1,\), expected \(6,\)"):
+        sequence_backward(reference, np.ones_like(outputs), None, cache)
