@@ -2,8 +2,10 @@
 checked against an explicit computation (a hand-run of the windows, scoring streams one by one)."""
 import os
 import signal
+import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +17,10 @@ from tinygrad_rnn.models import CharLM, SentimentClassifier, detach_state
 from tinygrad_rnn.random import manual_seed
 from tinygrad_rnn.tensor import Tensor
 from tinygrad_rnn.checkpoint import CheckpointError, best_checkpoint_path, load_checkpoint, save_checkpoint
-from tinygrad_rnn.train import (TrainingDiverged, TrainingInterrupted, evaluate_char_lm, sentiment_accuracy,
-                                train_char_lm, train_sentiment)
+from tinygrad_rnn.train import (TrainingDiverged, TrainingInterrupted, _ctrl_c_deferred, evaluate_char_lm,
+                                sentiment_accuracy, train_char_lm, train_sentiment)
+
+REPO = Path(__file__).resolve().parents[1]
 
 TEXT = "the cat sat on the mat. the dog sat on the log.\n" * 12
 SMALL = dict(seq_len=5, batch_size=3, hidden_size=6, embedding_dim=4, val_fraction=0.2, log=lambda line: None)
@@ -105,6 +109,22 @@ def test_resuming_continues_exactly_as_an_unbroken_run(tmp_path):
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("done", [1, 3, 5])
+def test_resuming_with_dropout_ends_with_the_weights_of_an_unbroken_run_bit_for_bit(tmp_path, done):
+    settings = dict(SMALL, dropout=0.3, eval_every=100, seed=4)
+    straight = train_char_lm(TEXT, steps=6, **settings).model.state_dict()
+    without_dropout = train_char_lm(TEXT, steps=6, **dict(settings, dropout=0.0)).model.state_dict()
+    assert any(not np.array_equal(straight[name], value) for name, value in without_dropout.items())  # dropout acts
+    path = tmp_path / "run.npz"
+    train_char_lm(TEXT, steps=done, checkpoint=path, **settings)
+    manual_seed(123)  # whatever the generator did in between does not matter
+    F.dropout(Tensor(np.ones((50, 50))), 0.5, training=True)
+    resumed = train_char_lm(TEXT, steps=6, checkpoint=path, resume=True, **settings).model.state_dict()
+    for name, value in straight.items():
+        np.testing.assert_array_equal(resumed[name], value, err_msg=name)
+    assert load_checkpoint(path)[3]["step"] == 6
+
+
 def test_resume_errors_name_the_problem(tmp_path):
     path = tmp_path / "run.npz"
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
@@ -181,8 +201,10 @@ def ctrl_c_at_training_step(monkeypatch, k):
     monkeypatch.setattr(F, "cross_entropy", cross_entropy)
 
 
-def test_ctrl_c_saves_every_step_done_and_the_run_resumes_as_if_unbroken(tmp_path, monkeypatch):
-    settings = dict(SMALL, eval_every=100, seed=4)  # no evaluation (and no checkpoint) before the interrupt
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_ctrl_c_saves_every_step_done_and_the_run_resumes_as_if_unbroken(tmp_path, monkeypatch, dropout):
+    # no evaluation (and no checkpoint) before the interrupt
+    settings = dict(SMALL, eval_every=100, seed=4, dropout=dropout)
     straight = train_char_lm(TEXT, steps=5, **settings)
     path = tmp_path / "run.npz"
     ctrl_c_at_training_step(monkeypatch, 4)
@@ -217,6 +239,75 @@ def test_a_real_ctrl_c_during_an_update_takes_effect_once_the_step_is_done(tmp_p
     for name, value in three_steps.items():
         np.testing.assert_array_equal(model.state_dict()[name], value, err_msg=name)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+SIGINT_UNDER_SIG_DFL = """
+import os, signal, sys
+import tinygrad_rnn.optim as optim
+from tinygrad_rnn.train import train_char_lm
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # as when the process was started with SIGINT at its default
+real_step, updates = optim.Adam.step, []
+
+def sigint_while_updating(self):
+    updates.append(1)
+    if len(updates) == 3:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives as step 3's update begins
+    real_step(self)
+    print("update", len(updates), "done", flush=True)
+
+optim.Adam.step = sigint_while_updating
+train_char_lm("the cat sat on the mat. the dog sat on the log.\\n" * 12, steps=5, checkpoint=sys.argv[1],
+              seq_len=5, batch_size=3, hidden_size=6, embedding_dim=4, val_fraction=0.2, eval_every=1,
+              dropout=0.3, log=lambda line: None, progress=False)
+print("the run went on to its end", flush=True)
+"""
+
+
+def test_a_ctrl_c_during_an_update_under_sig_dfl_still_ends_the_process_once_the_update_is_done(tmp_path):
+    path = tmp_path / "run.npz"
+    done = subprocess.run([sys.executable, "-c", SIGINT_UNDER_SIG_DFL, str(path)], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert done.returncode == -signal.SIGINT, (done.returncode, done.stdout, done.stderr)
+    assert done.stdout.splitlines() == ["update 1 done", "update 2 done", "update 3 done"]
+    assert load_checkpoint(path)[3]["step"] == 2  # the process died before step 3's evaluation and save
+
+
+def with_sigint_handler(handler, run):
+    """``run()`` with ``handler`` as the SIGINT handler; -> (what run returned, the handler after it)."""
+    before = signal.signal(signal.SIGINT, handler)
+    try:
+        result = run()
+        return result, signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_ctrl_c_deferred_during_an_update_goes_to_the_previous_handler_once_the_update_is_done():
+    updated, calls = [], []
+
+    def update():
+        with _ctrl_c_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            updated.append(1)  # reached: the Ctrl-C waits for the block's end
+
+    def handler(signum, frame):
+        calls.append((signum, len(updated)))
+
+    assert with_sigint_handler(handler, update) == (None, handler)
+    assert calls == [(signal.SIGINT, 1)]  # called once, after the block
+    assert with_sigint_handler(signal.SIG_IGN, update) == (None, signal.SIG_IGN)
+    assert len(updated) == 2 and calls == [(signal.SIGINT, 1)]  # ignored, as it would have been
+
+
+def test_a_sigint_handler_installed_outside_python_is_left_alone(monkeypatch):
+    # signal.getsignal gives None for a handler installed from C: signal.signal could not put it back
+    real_signal, installed = signal.signal, []
+    monkeypatch.setattr(signal, "getsignal", lambda signum: None)
+    monkeypatch.setattr(signal, "signal", lambda *args: installed.append(args) or real_signal(*args))
+    with _ctrl_c_deferred():
+        pass
+    result = train_char_lm(TEXT, steps=2, **SMALL)
+    assert result.step == 2 and installed == []
 
 
 def test_ctrl_c_in_the_middle_of_an_update_keeps_the_last_whole_checkpoint(tmp_path, monkeypatch):

@@ -5,6 +5,14 @@ at a time (``data.stream_batches``). The state at the end of a window is carried
 one, so the forward pass sees each stream unbroken, but it is detached first, so gradients flow
 back at most S steps. A new pass over the streams (epoch) starts from the zero state.
 
+Randomness: ``manual_seed(seed)`` fixes the initial weights; then, at the start of step n, the
+library's generator (``tinygrad_rnn.random``), which dropout draws from, is reseeded from
+``np.random.SeedSequence([seed, n])``. Each step's dropout masks therefore depend on the seed and
+the step number only, not on the steps done before in this process, so a run resumed from its
+checkpoint at step k (after Ctrl-C, say) draws the same masks from step k + 1 on as an unbroken
+run and ends with the same weights bit for bit, with or without dropout. No generator state is
+saved in the checkpoint, so every checkpoint resumes this way.
+
 Writing and reading the checkpoints a run saves and resumes from is ``tinygrad_rnn.checkpoint``'s job.
 """
 import contextlib
@@ -109,9 +117,11 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
 
     ``resume``: start from ``checkpoint`` (its weights, vocabulary, optimizer state, step and
     carried state; the model arguments must describe the same shape, and the ``lr`` given now
-    applies). Without ``resume``, a run never replaces an existing checkpoint (or its best twin)
+    applies); with the same arguments it ends as an unbroken run would, bit for bit, dropout
+    included (each step's dropout is drawn from ``seed`` and the step number, see the module
+    docstring). Without ``resume``, a run never replaces an existing checkpoint (or its best twin)
     unless ``overwrite`` is set: CheckpointExistsError (a FileExistsError) naming the files, before
-    anything is trained. ``seed`` fixes the initial weights and the samples.
+    anything is trained. ``seed`` fixes the initial weights, the dropout masks and the samples.
 
     Ctrl-C (KeyboardInterrupt) during training writes the checkpoint of the last whole step (if
     ``checkpoint`` is a path and it is not on disk yet) and raises TrainingInterrupted, a
@@ -192,6 +202,7 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
                 state = None  # a new epoch: every stream starts again from its beginning
                 batches = stream_batches(train_ids, batch_size, seq_len)
             inputs, targets = next(batches)
+            manual_seed(_step_seed(seed, step + 1))  # step + 1's dropout, the same after a resume
             train_loss, new_state = _gradients(model, opt, params, inputs, targets, state, clip, step + 1, checkpoints)
             with _ctrl_c_deferred():
                 updating = True
@@ -241,21 +252,31 @@ def _gradients(model, opt, params, inputs, targets, state, clip, step, checkpoin
     return loss_value, detach_state(new_state)
 
 
+def _step_seed(seed, step):
+    """The seed of step ``step``'s random draws (dropout): a function of the run's ``seed`` and the step only."""
+    return np.random.SeedSequence([seed, step])
+
+
 @contextlib.contextmanager
 def _ctrl_c_deferred():
     """Ctrl-C (SIGINT) during the block takes effect when the block ends, so a parameter update is
-    never cut in half. Only the main thread receives signals; elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
+    never cut in half: the previous SIGINT handler is put back, and a Ctrl-C caught meanwhile is
+    raised again (``signal.raise_signal``), so that handler deals with it as it would have: Python's
+    default raises KeyboardInterrupt, SIG_DFL ends the process, SIG_IGN ignores it. Nothing is
+    deferred outside the main thread (only it receives signals) or when the handler was installed
+    from outside Python (``signal.getsignal`` gives None: it could not be put back)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is None):
         yield
         return
     received = []
-    handler = signal.signal(signal.SIGINT, lambda *caught: received.append(caught))
+    previous = signal.signal(signal.SIGINT, lambda *caught: received.append(caught))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, handler)
-        if received and callable(handler):
-            handler(*received[0])  # Python's own handler raises KeyboardInterrupt
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            signal.raise_signal(signal.SIGINT)
 
 
 class _Checkpoints:
