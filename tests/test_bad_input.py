@@ -90,7 +90,7 @@ def test_reduction_axis_out_of_range():
     with pytest.raises(ValueError, match="axis 2 is out of range.*2 dimensions"):
         leaf(np.ones((2, 3))).sum(axis=2)
     with pytest.raises(ValueError, match="axis -3"):
-        leaf(np.ones((2, 3))).max(axis=(0, -3))
+        leaf(np.ones((2, 3))).amax(axis=(0, -3))
 
 
 @pytest.mark.parametrize("index, message", [
@@ -320,3 +320,25 @@ def test_stack_and_concat_name_a_bad_axis(make, axis, message):
 def test_concat_of_0d_tensors_says_to_stack():
     with pytest.raises(ValueError, match="0-d tensors have no axis to join along; use stack"):
         tr.concat([leaf(1.0), leaf(2.0)])
+
+
+@pytest.mark.parametrize("call", [lambda x: x.max(axis=1), lambda x: x.max(axis=0, keepdims=True),
+                                  lambda x: x.max(keepdims=True)], ids=["axis", "axis keepdims", "keepdims"])
+def test_numpys_max_axis_is_refused_pointing_to_amax(call):
+    """np.max(axis) is the values, torch's max(axis) the pair (values, indices): one spelling, two meanings."""
+    with pytest.raises(TypeError, match=r"gives the values in NumPy but \(values, indices\) in PyTorch.*amax"):
+        call(leaf(np.ones((2, 3))))
+
+
+@pytest.mark.parametrize("dim, error, message", [((0, 1), TypeError, "takes one integer dim.*amax"),
+                                                 (2, ValueError, "axis 2 is out of range"),
+                                                 (1.0, TypeError, "takes one integer dim")])
+def test_max_dim_takes_one_integer_dim(dim, error, message):
+    with pytest.raises(error, match=message):
+        leaf(np.ones((2, 3))).max(dim)
+
+
+def test_the_maximum_of_nothing_is_a_named_error():
+    for reduce in (lambda x: x.max(), lambda x: x.amax(axis=0), lambda x: x.max(1)):
+        with pytest.raises(ValueError, match=r"a tensor of shape \(0, 3\) has no elements"):
+            reduce(leaf(np.ones((0, 3))))

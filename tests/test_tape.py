@@ -310,7 +310,7 @@ READERS = {
     "tensor.numpy()": lambda a: a * float(a.numpy().mean()),
     "np.asarray(tensor)": lambda a: a * float(np.asarray(a).mean()),
     "getitem": lambda a: a[tr.Tensor(np.array([1, 0]))] * 2,
-    "max": lambda a: a.max(axis=0) + 1,
+    "max": lambda a: a.amax(axis=0) + 1,
 }
 
 

@@ -337,7 +337,7 @@ FLOAT32_OPS = {  # name: f(x (n, m), y (m,)), both positive float32 leaves
     "astype": lambda x, y: x.astype(np.float64).astype(np.float32),
     "sum": lambda x, y: x.sum(axis=0),
     "mean": lambda x, y: x.mean(axis=1, keepdims=True) + y.mean(),
-    "max": lambda x, y: x.max(axis=-1) + y.max(),
+    "max": lambda x, y: x.amax(axis=-1) + y.max(),
     "reshape": lambda x, y: x.reshape(-1),
     "transpose": lambda x, y: x.T + x.transpose(1, 0),
     "broadcast_to": lambda x, y: y.broadcast_to(x.shape),

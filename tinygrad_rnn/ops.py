@@ -18,6 +18,7 @@ means "nothing flows to this input".
 Broadcasting follows NumPy; ``_unbroadcast`` sums a gradient back to its input's shape.
 """
 import builtins
+import collections
 
 import numpy as np
 
@@ -475,14 +476,51 @@ def _sum_backward(g, out, ctx, a):
     return (g if count is None else g / count,)
 
 
-def max(a, axis=None, keepdims=False):
-    """Maximum over ``axis``; ties share the gradient equally (like ``torch.amax``)."""
+def amax(a, axis=None, keepdims=False):
+    """Maximum over ``axis`` (None: all axes; an int or a tuple), as ``torch.amax`` / ``np.max``:
+    ties share the gradient equally."""
     axes = _normalise_axis(axis, a.ndim)
+    if a.data.size == 0:
+        raise ValueError(f"amax: a tensor of shape {a.shape} has no elements to take the maximum of")
     top = a.data.max(axis=axes, keepdims=True)
     is_top = a.data == top
     share = is_top / is_top.sum(axis=axes, keepdims=True).astype(a.dtype)
     data = top if keepdims else top.reshape(tuple(n for i, n in enumerate(a.shape) if i not in axes))
     return _result(data, (a,), _max_backward, (axes, keepdims, share.astype(a.dtype)), _NOTHING)
+
+
+MaxResult = collections.namedtuple("MaxResult", ["values", "indices"])
+
+
+def max(a, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """``a.max()``: the largest element (ties share the gradient, as ``amax``). ``a.max(dim)``: as
+    ``torch.max(a, dim)``, the pair (values, indices) of the maximum along ``dim``; the gradient
+    flows to the element each index points at (the first of equal ones).
+
+    NumPy's ``max(axis=...)`` returns the values alone, PyTorch's the pair: that spelling is refused,
+    and the values alone are ``amax(axis)``.
+    """
+    if axis is not None or keepdims is not None:
+        raise TypeError("max(axis=...) gives the values in NumPy but (values, indices) in PyTorch: write "
+                        "amax(axis, keepdims) for the values, or max(dim, keepdim) for the pair")
+    if dim is None:
+        return amax(a, None, keepdim)
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"max(dim) takes one integer dim, as in PyTorch, and returns (values, indices); got "
+                        f"{dim!r}: for the maximum over several axes use amax(axis)")
+    if a.data.size == 0:
+        raise ValueError(f"max: a tensor of shape {a.shape} has no elements to take the maximum of")
+    if a.ndim == 0:  # PyTorch takes dim 0 or -1 of a 0-d tensor: itself, at index 0
+        _normalise_axis(dim, 1)
+        return MaxResult(a.reshape(()), Tensor(np.zeros((), dtype=np.int64)))
+    (axis,) = _normalise_axis(dim, a.ndim)
+    indices = np.argmax(a.data, axis=axis)  # the first of equal maxima, as NumPy and PyTorch's CPU kernel
+    grid = list(np.indices(indices.shape, sparse=True))
+    grid.insert(axis, indices)
+    values = getitem(a, tuple(grid))
+    if keepdim:
+        values, indices = values.reshape(values.shape[:axis] + (1,) + values.shape[axis:]), np.expand_dims(indices, axis)
+    return MaxResult(values, Tensor(indices))
 
 
 def _max_backward(g, out, ctx, a):
@@ -844,6 +882,7 @@ Tensor.astype = astype
 Tensor.sum = sum
 Tensor.mean = mean
 Tensor.max = max
+Tensor.amax = amax
 Tensor.reshape = reshape
 Tensor.permute = permute
 Tensor.transpose = transpose
