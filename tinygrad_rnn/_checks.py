@@ -12,13 +12,18 @@ import numpy as np
 
 from .tensor import Tensor, get_default_dtype
 
-__all__ = ["IdOutOfRangeError", "describe", "check_int", "check_real", "check_bool", "check_callable",
+__all__ = ["AxisOutOfRangeError", "IdOutOfRangeError", "describe", "check_int", "check_real", "check_bool", "check_callable",
            "check_float_dtype", "check_tensor_input"]
 
 
 class IdOutOfRangeError(IndexError, ValueError):
     """An id (an embedding row, a class, a character) outside [0, n): an IndexError as in PyTorch,
     and a ValueError as it is also a bad value (NumPy's AxisError is both in the same way)."""
+
+
+class AxisOutOfRangeError(IndexError, ValueError):
+    """An axis (dim) outside [-ndim, ndim): an IndexError as in PyTorch ("Dimension out of range"),
+    and a ValueError as NumPy's AxisError is."""
 
 
 def describe(value):

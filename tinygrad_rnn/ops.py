@@ -22,6 +22,7 @@ import collections
 
 import numpy as np
 
+from ._checks import AxisOutOfRangeError
 from .tensor import SAVE_ALL, IndexGrad, ProductGrad, Tensor
 
 _result = Tensor._result
@@ -441,10 +442,12 @@ def _normalise_axis(axis, ndim):
     """``axis`` (None, an int or a sequence) as a sorted tuple of non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis) if isinstance(axis, (tuple, list)) else None
+    if axes is None or not all(isinstance(ax, (int, np.integer)) and not isinstance(ax, bool) for ax in axes):
+        raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}")
     for ax in axes:
         if not -ndim <= ax < ndim:
-            raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimensions")
+            raise AxisOutOfRangeError(f"axis {ax} is out of range for a tensor with {ndim} dimensions")
     return tuple(sorted(int(ax) % ndim for ax in axes))
 
 
@@ -535,6 +538,8 @@ def reshape(a, *shape):
     """The same data in a new shape (``reshape(2, 3)`` or ``reshape((2, 3))``; one size may be -1)."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in shape):
+        raise TypeError(f"reshape: sizes must be ints, got {shape}")
     try:
         data = _reshape_forward(shape, a.data)
     except ValueError:
@@ -596,7 +601,7 @@ def transpose(a, *dims):
     nominal = builtins.max(a.ndim, 1)  # a 0-d tensor has axes 0 and -1 here, as in PyTorch
     for d in dims:
         if not -nominal <= d < nominal:
-            raise ValueError(f"transpose: axis {d} is out of range for a tensor of shape {a.shape}")
+            raise AxisOutOfRangeError(f"transpose: axis {d} is out of range for a tensor of shape {a.shape}")
     order = list(range(a.ndim))
     if order:
         dim0, dim1 = (int(d) % a.ndim for d in dims)
@@ -637,7 +642,10 @@ def _normalise_index(index):
         if isinstance(item, Tensor):
             item = item.data
         if isinstance(item, list):
-            item = np.asarray(item)
+            try:
+                item = np.asarray(item)
+            except ValueError:
+                raise IndexError(f"the index list {item!r} is ragged: its rows have different lengths") from None
         if isinstance(item, np.ndarray):
             if item.dtype.kind not in "iub":
                 raise IndexError(f"index arrays must be integer or bool, got dtype {item.dtype}")
@@ -645,21 +653,32 @@ def _normalise_index(index):
         elif not (item is None or item is Ellipsis or isinstance(item, (slice, int, np.integer))):
             raise IndexError(f"unsupported index {item!r} of type {type(item).__name__}")
         out.append(item)
-    _refuse_numpy_only_meaning(out)
     return (tuple(out) if isinstance(index, tuple) else out[0]), basic
 
 
-def _refuse_numpy_only_meaning(items):
-    """Refuse an integer and an index array separated by a slice, ``...`` or None (``x[3, 2:, [1, 3]]``).
+def _refuse_numpy_only_meaning(items, ndim):
+    """Refuse an index that NumPy and PyTorch read differently: an integer and an index array apart
+    (separated by a slice, ``...`` or None), as in ``x[3, 2:, [1, 3]]``.
 
-    NumPy counts the integer as an advanced index and, the two being apart, puts their axes
-    first: shape (2, ...). PyTorch applies the integer first and keeps the array's axis in place:
-    shape (..., 2). One spelling, two shapes: never pick one silently.
+    NumPy counts the integer as an advanced index and, the two being apart, puts the index axes
+    first: shape (2, n). PyTorch applies the integer first (it drops that axis) and places the index
+    axes where the arrays stand among the rest, after the axes before them: shape (n, 2). The two
+    agree only when no result axis comes before the arrays in PyTorch's reading (or its arrays are
+    apart too, which puts them first in both); otherwise one spelling means two things: an error.
     """
     advanced = [k for k, item in enumerate(items) if isinstance(item, (int, np.integer, np.ndarray))]
-    has_integer = any(not isinstance(items[k], np.ndarray) for k in advanced)
-    has_array = any(isinstance(items[k], np.ndarray) for k in advanced)
-    if has_integer and has_array and advanced[-1] - advanced[0] + 1 != len(advanced):
+    integers = [k for k in advanced if not isinstance(items[k], np.ndarray)]
+    arrays = [k for k in advanced if isinstance(items[k], np.ndarray)]
+    if not integers or not arrays or advanced[-1] - advanced[0] + 1 == len(advanced):
+        return  # no integer, no array, or all together: both libraries keep the index axes in place
+    rest = [item for item in items if not isinstance(item, (int, np.integer)) or isinstance(item, np.ndarray)]
+    positions = [k for k, item in enumerate(rest) if isinstance(item, np.ndarray)]
+    if positions[-1] - positions[0] + 1 != len(positions):
+        return  # the arrays are apart in PyTorch's reading too: index axes first in both
+    consumed = builtins.sum(1 if not isinstance(item, np.ndarray) or item.dtype != bool else item.ndim
+                            for item in items if item is not None and item is not Ellipsis)
+    before = builtins.sum(ndim - consumed if item is Ellipsis else 1 for item in rest[:positions[0]])
+    if before:
         raise IndexError("an integer and an index array separated by a slice, ... or None are read by different "
                          "rules in NumPy and PyTorch (x[3, 2:, [1, 3]] is (2, n) in one, (n, 2) in the other). "
                          "Write it unambiguously: index in two steps (x[3][2:, [1, 3]]), or make the integer "
@@ -674,6 +693,8 @@ def getitem(a, index):
         return _result(a.data[index], (a,), _getitem_backward, (index, True), _NOTHING, _getitem_forward)
     tensor_index = any(isinstance(item, Tensor) for item in (index if isinstance(index, tuple) else (index,)))
     index, basic = _normalise_index(index)
+    if not basic:
+        _refuse_numpy_only_meaning(index if isinstance(index, tuple) else (index,), a.ndim)
     try:
         data = a.data[index]
     except IndexError as error:
@@ -736,7 +757,7 @@ def chunk(a, chunks, axis=0):
 def _axis_length(a, axis, name):
     """The length of ``a`` along ``axis``, or a clear error if there is no such axis."""
     if not -a.ndim <= axis < a.ndim:
-        raise ValueError(f"{name}: axis {axis} is out of range for a tensor of shape {a.shape}")
+        raise AxisOutOfRangeError(f"{name}: axis {axis} is out of range for a tensor of shape {a.shape}")
     return a.shape[axis]
 
 
@@ -790,7 +811,7 @@ def _axis_in_range(axis, ndim, name, tensors):
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
         raise TypeError(f"{name}: axis must be an integer, got {axis!r}")
     if not -ndim <= axis < ndim:
-        raise ValueError(f"{name}: axis {axis} is out of range for tensors of shape {tensors[0].shape} "
+        raise AxisOutOfRangeError(f"{name}: axis {axis} is out of range for tensors of shape {tensors[0].shape} "
                          f"(the axis must be in [{-ndim}, {ndim - 1}])")
 
 

@@ -108,7 +108,10 @@ def check_lengths(lengths, steps, batch_size):
     int array."""
     if lengths is None:
         return np.full(batch_size, steps)
-    lengths = np.asarray(lengths)
+    try:
+        lengths = np.asarray(lengths)
+    except ValueError:
+        raise ValueError(f"lengths must be one int per row, got the ragged {lengths!r}") from None
     if not np.issubdtype(lengths.dtype, np.integer):
         raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
     if lengths.shape != (batch_size,):

@@ -65,7 +65,10 @@ def _check_lengths(lengths, steps, batch, who):
         return None
     if isinstance(lengths, (str, bytes)) or not isinstance(lengths, (Tensor, np.ndarray, list, tuple, range)):
         raise TypeError(f"{who}: lengths must be a list, ndarray or Tensor of ints, got {type(lengths).__name__}")
-    lengths = np.asarray(lengths.data if isinstance(lengths, Tensor) else lengths)
+    try:
+        lengths = np.asarray(lengths.data if isinstance(lengths, Tensor) else lengths)
+    except ValueError:
+        raise ValueError(f"{who}: lengths must be one int per sequence, got the ragged {lengths!r}") from None
     if lengths.dtype.kind not in "iu":
         raise TypeError(f"{who}: lengths must be integers, got dtype {lengths.dtype}")
     lengths = lengths.astype(np.int64)
