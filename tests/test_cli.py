@@ -194,7 +194,7 @@ def test_the_sentiment_command_reports_the_test_accuracy(capsys):
 
 
 # ===================================================================== check --cell FILE.py:CLASS
-USER_CELLS = Path(__file__).resolve().parent / "user_cells"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SMALL = ["--input-size", "3", "--hidden", "4", "--seq-len", "5", "--samples", "4"]
 USER_FILES = {  # more files of a user's, next to the cell and its references
     "broken.py": "import numpy as np\nraise RuntimeError('boom while importing')\n",
@@ -222,7 +222,7 @@ class Exploding(nn.Cell):
         return (x @ self.W.T)[:, :2] + h
 """,
     "references.py": """\
-from gated_unit_reference import GatedUnitReference
+from derive_your_own import MGUReference as GatedUnitReference
 
 
 class NoBackward:
@@ -249,10 +249,11 @@ instance = GatedUnitReference()
 
 @pytest.fixture
 def user_files(tmp_path):
-    """The user's files in tmp_path: the gated unit (tests/user_cells/gated_unit.py), its references
-    (gated_unit_reference.py: GatedUnitReference, WrongGatedUnitReference) and the USER_FILES."""
-    for name in ("gated_unit.py", "gated_unit_reference.py"):
-        (tmp_path / name).write_text((USER_CELLS / name).read_text())
+    """The user's files in tmp_path: examples/custom_cell.py (MinimalGatedUnit, float32 parameters),
+    examples/derive_your_own.py (MGUReference, and ForgetsFhInStateGradient: wrong only in the state
+    gradient it passes back) and the USER_FILES."""
+    for name in ("custom_cell.py", "derive_your_own.py"):
+        (tmp_path / name).write_text((EXAMPLES / name).read_text())
     for name, text in USER_FILES.items():
         (tmp_path / name).write_text(text)
     return tmp_path
@@ -263,58 +264,59 @@ def check(folder, *args):
 
 
 def test_check_a_user_cell_two_way(user_files, capsys):
-    assert check(user_files, "--cell", "{tmp}/gated_unit.py:GatedUnit") == 0
+    assert check(user_files, "--cell", "{tmp}/custom_cell.py:MinimalGatedUnit") == 0
     out = capsys.readouterr().out
     header = out.splitlines()[0]
-    # built as GatedUnit(input_size, hidden_size), float32 parameters cast to the default --dtype float64
-    assert header.startswith("Recurrent(GatedUnit(3, 4))  float64  T=5 N=3 D=3 H=4  lengths [5, ") and "OK" in header
+    # built as MinimalGatedUnit(input_size, hidden_size), float32 parameters cast to the default --dtype float64
+    assert header.startswith("Recurrent(MinimalGatedUnit(3, 4))  float64  T=5 N=3 D=3 H=4  lengths [5, ") and "OK" in header
     assert "two-way check" in out and "three-way check" not in out and "FAIL" not in out
     for name in ("cell.W_f", "cell.U_f", "cell.b_f", "cell.W", "cell.U", "cell.b", "x", "state0"):
         assert f"\n{name} " in out
-    assert out.rstrip().splitlines()[-1].startswith("cross-check OK: GatedUnit from ")
+    assert out.rstrip().splitlines()[-1].startswith("cross-check OK: MinimalGatedUnit from ")
 
 
 def test_check_a_user_cell_three_way_with_its_reference(user_files, capsys):
-    status = check(user_files, "--cell", "{tmp}/gated_unit.py:GatedUnit",
-                   "--reference", "{tmp}/gated_unit_reference.py:GatedUnitReference", "--lengths", "5,2", "--seed", "3")
+    status = check(user_files, "--cell", "{tmp}/custom_cell.py:MinimalGatedUnit",
+                   "--reference", "{tmp}/derive_your_own.py:MGUReference", "--lengths", "5,2", "--seed", "3")
     out = capsys.readouterr().out
     assert status == 0, out
     assert "T=5 N=2 D=3 H=4  lengths [5, 2]" in out
-    assert "three-way check: autograd vs hand-derived (yours: GatedUnitReference)" in out and "FAIL" not in out
-    assert "three-way against GatedUnitReference" in out
+    assert "three-way check: autograd vs hand-derived (yours: MGUReference)" in out and "FAIL" not in out
+    assert "three-way against MGUReference" in out
 
 
 def test_a_wrong_reference_fails_and_says_where(user_files, capsys):
-    status = check(user_files, "--cell", "{tmp}/gated_unit.py:GatedUnit",
-                   "--reference", "{tmp}/gated_unit_reference.py:WrongGatedUnitReference")
+    status = check(user_files, "--cell", "{tmp}/custom_cell.py:MinimalGatedUnit",
+                   "--reference", "{tmp}/derive_your_own.py:ForgetsFhInStateGradient")
     out = capsys.readouterr().out
     assert status == 1
     assert "three-way" in out and "FAIL" in out and "<- FAIL" in out
     # its error is only in the state gradient it passes back: exact at T-1 = 4, first wrong at t=3
     assert "t=3" in out and "t=4" not in out
-    assert out.rstrip().splitlines()[-1].startswith("FAILED: GatedUnit")
+    assert out.rstrip().splitlines()[-1].startswith("FAILED: MinimalGatedUnit")
 
 
 def test_a_reference_object_is_used_as_is_and_its_file_can_import_its_neighbours(user_files, capsys):
-    assert check(user_files, "--cell", "{tmp}/gated_unit.py:GatedUnit", "--reference",
+    assert check(user_files, "--cell", "{tmp}/custom_cell.py:MinimalGatedUnit", "--reference",
                  "{tmp}/references.py:instance", "--dtype", "float32") == 0
     out = capsys.readouterr().out
     assert "float32" in out.splitlines()[0] and "three-way" in out
 
 
 def test_two_user_files_of_the_same_name_do_not_collide(user_files, capsys):
-    for folder, name in (("a", "gated_unit.py"), ("b", "gated_unit_reference.py")):
+    for folder, name in (("a", "custom_cell.py"), ("b", "derive_your_own.py")):
         (user_files / folder).mkdir()
         (user_files / folder / "mine.py").write_text((user_files / name).read_text())
-    assert check(user_files, "--cell", "{tmp}/a/mine.py:GatedUnit",
-                 "--reference", "{tmp}/b/mine.py:GatedUnitReference") == 0
+    (user_files / "b" / "custom_cell.py").write_text((user_files / "custom_cell.py").read_text())  # its import
+    assert check(user_files, "--cell", "{tmp}/a/mine.py:MinimalGatedUnit",
+                 "--reference", "{tmp}/b/mine.py:MGUReference") == 0
     assert "three-way" in capsys.readouterr().out
 
 
 def test_the_user_check_is_reproducible_from_its_seed(user_files, capsys):
     outputs = []
     for seed in ("1", "1", "2"):
-        assert check(user_files, "--cell", "{tmp}/gated_unit.py:GatedUnit", "--seed", seed) == 0
+        assert check(user_files, "--cell", "{tmp}/custom_cell.py:MinimalGatedUnit", "--seed", seed) == 0
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] != outputs[2]
 
@@ -328,32 +330,32 @@ def test_the_built_in_check_takes_the_new_sizes_too(capsys):
 
 @pytest.mark.parametrize("args, expected", [
     (["--cell", "{tmp}/missing.py:GatedUnit"], "--cell: file not found: {tmp}/missing.py"),
-    (["--cell", "{tmp}/gated_unit.py"], "must be path/to/file.py:Name"),
+    (["--cell", "{tmp}/custom_cell.py"], "must be path/to/file.py:Name"),
     (["--cell", "{tmp}/broken.py:Cell"], "importing {tmp}/broken.py failed: RuntimeError: boom while importing "
                                          "(broken.py, line 2"),
-    (["--cell", "{tmp}/gated_unit.py:Nope"], "{tmp}/gated_unit.py has no Nope; the nn.Cell subclasses it defines: "
-                                             "GatedUnit"),
+    (["--cell", "{tmp}/custom_cell.py:Nope"], "{tmp}/custom_cell.py has no Nope; the nn.Cell subclasses it defines: "
+                                             "MinimalGatedUnit"),
     (["--cell", "{tmp}/cells.py:NotACell"], "NotACell in {tmp}/cells.py is not an nn.Cell subclass"),
     (["--cell", "{tmp}/cells.py:ThreeArgs"], "ThreeArgs(3, 4) failed: the check builds the cell as "
                                              "ThreeArgs(input_size, hidden_size) from {tmp}/cells.py: TypeError:"),
     (["--cell", "{tmp}/cells.py:Exploding"], "the cell Exploding ({tmp}/cells.py) raised during the check: "
                                              "ValueError:"),
-    (["--cell", "{tmp}/gated_unit.py:GatedUnit", "--reference", "{tmp}/references.py:NoBackward"],
+    (["--cell", "{tmp}/custom_cell.py:MinimalGatedUnit", "--reference", "{tmp}/references.py:NoBackward"],
      "NoBackward in {tmp}/references.py lacks step_backward"),
-    (["--cell", "{tmp}/gated_unit.py:GatedUnit", "--reference", "{tmp}/references.py:Nope"],
+    (["--cell", "{tmp}/custom_cell.py:MinimalGatedUnit", "--reference", "{tmp}/references.py:Nope"],
      "{tmp}/references.py has no Nope; the objects with step_forward and step_backward it defines: BadShapes, "
      "Crashes, GatedUnitReference, instance"),
-    (["--cell", "{tmp}/gated_unit.py:GatedUnit", "--reference", "{tmp}/references.py:BadShapes"],
+    (["--cell", "{tmp}/custom_cell.py:MinimalGatedUnit", "--reference", "{tmp}/references.py:BadShapes"],
      "the reference BadShapes ({tmp}/references.py) is at fault: ValueError: step_backward at t=4: the gradient "
      "of 'U' has shape (4, 3), expected (4, 4)"),
-    (["--cell", "{tmp}/gated_unit.py:GatedUnit", "--reference", "{tmp}/references.py:Crashes"],
+    (["--cell", "{tmp}/custom_cell.py:MinimalGatedUnit", "--reference", "{tmp}/references.py:Crashes"],
      "the reference Crashes ({tmp}/references.py) is at fault: TypeError: tuple indices must be integers"),
-    (["--cell", "{tmp}/gated_unit.py:GatedUnit,lstm"], "not both"),
+    (["--cell", "{tmp}/custom_cell.py:MinimalGatedUnit,lstm"], "not both"),
     (["--cell", "gru", "--reference", "{tmp}/references.py:instance"], "--reference goes with --cell FILE.py:CLASS"),
-    (["--cell", "{tmp}/gated_unit.py:GatedUnit", "--lengths", "5,x"], "--lengths must be comma-separated ints"),
-    (["--cell", "{tmp}/gated_unit.py:GatedUnit", "--lengths", "5,2", "--batch", "3"],
+    (["--cell", "{tmp}/custom_cell.py:MinimalGatedUnit", "--lengths", "5,x"], "--lengths must be comma-separated ints"),
+    (["--cell", "{tmp}/custom_cell.py:MinimalGatedUnit", "--lengths", "5,2", "--batch", "3"],
      "--lengths gives 2 lengths but --batch is 3"),
-    (["--cell", "{tmp}/gated_unit.py:GatedUnit", "--lengths", "5,6"], "lengths must lie in 1..5"),
+    (["--cell", "{tmp}/custom_cell.py:MinimalGatedUnit", "--lengths", "5,6"], "lengths must lie in 1..5"),
 ])
 def test_a_bad_user_cell_or_reference_is_one_line_and_status_two(user_files, args, expected, capsys):
     one_line_error(capsys, check(user_files, *args), expected.replace("{tmp}", str(user_files)))
