@@ -12,7 +12,7 @@ import numpy as np
 
 from .tensor import Tensor, get_default_dtype
 
-__all__ = ["AxisOutOfRangeError", "IdOutOfRangeError", "describe", "check_int", "check_real", "check_bool", "check_callable",
+__all__ = ["AxisOutOfRangeError", "IdOutOfRangeError", "describe", "is_int", "check_int", "check_real", "check_bool", "check_callable",
            "check_float_dtype", "check_tensor_input"]
 
 
@@ -34,10 +34,14 @@ def describe(value):
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
+def is_int(value):
+    """Whether ``value`` is an integer: a Python or NumPy int, never a bool, float, str or array."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_int(who, name, value, minimum=None):
-    """``value`` as an int (a Python or NumPy integer, never a bool, float, str or array), at least
-    ``minimum`` when given."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    """``value`` as an int (``is_int``), at least ``minimum`` when given."""
+    if not is_int(value):
         raise TypeError(f"{who}: {name} must be an int, got {describe(value)}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{who}: {name} must be at least {minimum}, got {value}")

@@ -22,7 +22,7 @@ import collections
 
 import numpy as np
 
-from ._checks import AxisOutOfRangeError
+from ._checks import AxisOutOfRangeError, is_int
 from .tensor import SAVE_ALL, IndexGrad, ProductGrad, Tensor
 
 _result = Tensor._result
@@ -443,7 +443,7 @@ def _normalise_axis(axis, ndim):
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis) if isinstance(axis, (tuple, list)) else None
-    if axes is None or not all(isinstance(ax, (int, np.integer)) and not isinstance(ax, bool) for ax in axes):
+    if axes is None or not all(map(is_int, axes)):
         raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}")
     for ax in axes:
         if not -ndim <= ax < ndim:
@@ -508,7 +508,7 @@ def max(a, dim=None, keepdim=False, *, axis=None, keepdims=None):
                         "amax(axis, keepdims) for the values, or max(dim, keepdim) for the pair")
     if dim is None:
         return amax(a, None, keepdim)
-    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+    if not is_int(dim):
         raise TypeError(f"max(dim) takes one integer dim, as in PyTorch, and returns (values, indices); got "
                         f"{dim!r}: for the maximum over several axes use amax(axis)")
     if a.data.size == 0:
@@ -538,7 +538,7 @@ def reshape(a, *shape):
     """The same data in a new shape (``reshape(2, 3)`` or ``reshape((2, 3))``; one size may be -1)."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in shape):
+    if not all(map(is_int, shape)):
         raise TypeError(f"reshape: sizes must be ints, got {shape}")
     try:
         data = _reshape_forward(shape, a.data)
@@ -561,7 +561,7 @@ def permute(a, *dims):
     (``permute(2, 0, 1)`` or ``permute((2, 0, 1))``; negative axes count from the end)."""
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
-    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
+    if not all(map(is_int, dims)):
         raise TypeError(f"permute: dims must be integers, got {dims!r}")
     dims = tuple(int(d) + a.ndim if d < 0 else int(d) for d in dims)  # non-negative, for the inverse below
     if sorted(dims) != list(range(a.ndim)):
@@ -595,7 +595,7 @@ def transpose(a, *dims):
     meaning is refused here, not guessed. A full permutation is ``permute(*dims)``; all axes
     reversed is ``.T``.
     """
-    if len(dims) != 2 or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
+    if len(dims) != 2 or not all(map(is_int, dims)):
         raise TypeError(f"transpose(dim0, dim1) swaps two axes, as in PyTorch; got transpose{dims!r}. "
                         f"For a full permutation use permute(*dims); to reverse all axes use .T")
     nominal = builtins.max(a.ndim, 1)  # a 0-d tensor has axes 0 and -1 here, as in PyTorch
@@ -808,7 +808,7 @@ def _stack_backward(g, out, axis, *inputs):
 
 def _axis_in_range(axis, ndim, name, tensors):
     """A clear error for an ``axis`` outside [-ndim, ndim) of the result that ``name`` builds."""
-    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+    if not is_int(axis):
         raise TypeError(f"{name}: axis must be an integer, got {axis!r}")
     if not -ndim <= axis < ndim:
         raise AxisOutOfRangeError(f"{name}: axis {axis} is out of range for tensors of shape {tensors[0].shape} "
