@@ -616,8 +616,6 @@ def _walk(roots, root_grads, create_graph, inputs):
                 parent_grads = backward(g, node.out, node.ctx, *node.saved)
             for p, pg in zip(node.inputs, parent_grads):
                 if pg is not None and p is not None:
-                    if isinstance(pg, np.generic):  # NumPy computes 0-d results as scalars: make them arrays
-                        pg = np.asarray(pg)
                     if type(pg) is np.ndarray and p not in grads:  # the common case, inlined
                         grads[p] = pg
                         heappush(heap, (-p.seq, p))
@@ -636,6 +634,8 @@ def _accumulate(grads, owned, key, shape, pg, create_graph=False):
     or a ``ProductGrad``. Arrays in ``owned`` were allocated here and are added into in place; any other
     array may be shared, so it is never written to.
     """
+    if isinstance(pg, np.generic):  # NumPy computes 0-d results as scalars: every gradient is an array
+        pg = np.asarray(pg)
     current = grads.get(key)
     if current is None:
         if type(pg) is IndexGrad:
