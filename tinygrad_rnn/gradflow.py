@@ -28,7 +28,7 @@ from .bptt.crosscheck import reference_of
 from .bptt.sequence import sequence_backward, sequence_forward
 from .nn import init
 from .nn.cells import Cell, GRUCell, LSTMCell, RNNCell
-from .nn.recurrent import Recurrent, StackedRecurrent, per_step_parameter_aliases
+from .nn.recurrent import Recurrent, StackedRecurrent, per_step_gradients, per_step_parameter_aliases
 from .tensor import Tensor, grad
 
 __all__ = ["last_output_loss", "hidden_grad_norms", "reference_hidden_grad_norms", "WeightGradContributions",
@@ -110,13 +110,9 @@ def weight_grad_contributions(module, x, loss_fn=last_output_loss, state=None):
     outputs, _, aliases = _unroll(cell, xs, _initial_state(cell, xs, state), alias_parameters=True)
     loss = _scalar_loss(loss_fn, outputs)
     params = list(aliases[0])
-    found = grad(loss, params + [step[p] for step in aliases for p in params], allow_unused=True)
-    names = _parameter_names(module)
-    per_step, total = {}, {}
-    for k, param in enumerate(params):
-        name = names[param]
-        per_step[name] = np.stack([_array_or_zeros(g, param) for g in found[len(params) + k::len(params)]])
-        total[name] = _array_or_zeros(found[k], param)
+    names = [_parameter_names(module)[param] for param in params]
+    per_step, total = (dict(zip(names, arrays)) for arrays in per_step_gradients(loss, aliases, params))
+    for name in names:
         _check_tied_sum(name, per_step[name], total[name])
     return WeightGradContributions(per_step, total)
 

@@ -71,7 +71,7 @@ import numpy as np
 
 from .. import nn
 from ..functional import cross_entropy
-from ..nn.recurrent import per_step_parameter_aliases
+from ..nn.recurrent import per_step_gradients, per_step_parameter_aliases
 from ..tensor import Tensor, grad as autograd, no_grad
 from . import gru, losses, lstm, rnn
 from ._checks import check_lengths
@@ -340,13 +340,8 @@ def _autograd_per_step(module, problem, arrays):
                                        step=step)
     loss = _loss_tensor(problem, leaves, outputs, final_parts)
     own = dict(module.named_parameters())
-    params = [own[name] for name in target.param_names]
-    found = autograd(loss, [step_aliases[param] for step_aliases in aliases for param in params], allow_unused=True)
-    per_step = {}
-    for k, name in enumerate(target.param_names):
-        per_step[name] = np.stack([np.zeros(own[name].shape, own[name].dtype) if g is None else g.data
-                                   for g in found[k::len(params)]])
-    return per_step
+    per_step, _ = per_step_gradients(loss, aliases, [own[name] for name in target.param_names])
+    return dict(zip(target.param_names, per_step))
 
 
 # ============================================================================ finite differences

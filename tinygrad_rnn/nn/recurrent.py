@@ -13,13 +13,13 @@ import numpy as np
 
 from .._checks import check_bool, check_callable, check_float_dtype, check_int, check_real, check_tensor_input
 from ..ops import concat, stack, where
-from ..tensor import Tensor
+from ..tensor import Tensor, grad
 from .cells import NONLINEARITIES, Cell, GRUCell, LSTMCell, RNNCell, check_state, map_state
 from .layers import Dropout
 from .module import Module
 from .scan import run_replayed
 
-__all__ = ["per_step_parameter_aliases", "Recurrent", "StackedRecurrent", "RNN", "LSTM", "GRU"]
+__all__ = ["per_step_gradients", "per_step_parameter_aliases", "Recurrent", "StackedRecurrent", "RNN", "LSTM", "GRU"]
 
 
 def _as_tensor(x, name, who):
@@ -213,6 +213,20 @@ def per_step_parameter_aliases(cell):
                 object.__setattr__(owner, attribute, param)
 
     return step, aliases
+
+
+def per_step_gradients(loss, aliases, params):
+    """One backward walk from ``loss`` through the per-step aliases of ``per_step_parameter_aliases``:
+    -> (per_step, totals), per_step[k] (T, *params[k].shape) each step's own contribution to
+    dL/dparams[k], totals[k] dL/dparams[k] itself (zeros where nothing reached)."""
+    params = list(params)
+    found = grad(loss, params + [step_aliases[p] for step_aliases in aliases for p in params], allow_unused=True)
+
+    def array(gradient, param):
+        return np.zeros(param.shape, param.dtype) if gradient is None else gradient.data
+
+    per_step = [np.stack([array(g, p) for g in found[len(params) + k::len(params)]]) for k, p in enumerate(params)]
+    return per_step, [array(g, p) for g, p in zip(found, params)]
 
 
 class StackedRecurrent(Module):
