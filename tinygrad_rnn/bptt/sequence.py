@@ -113,6 +113,12 @@ def _hidden(state):
     return state[0] if isinstance(state, tuple) else state
 
 
+def _where_running(rows, a, b):
+    """``a`` in the rows still running at this step (``rows`` (N,) bool), ``b`` in the others;
+    a and b are (N, ...) arrays or numbers."""
+    return np.where(rows.reshape((-1,) + (1,) * (max(np.ndim(a), np.ndim(b)) - 1)), a, b)
+
+
 def _add_to_hidden(state, dh):
     """The state with dh added to its first part."""
     if isinstance(state, tuple):
@@ -161,14 +167,12 @@ def sequence_forward(reference, xs, state0, params, lengths=None):
         if state is not None:
             new_state = _check_like(new_state if not isinstance(new_state, list) else tuple(new_state), state,
                                     f"step_forward's new state at t={t}")
-        keep = running[t][:, None]
-        if running[t].all():  # always so at t = 0, which is what lets state0 be None
+        rows = running[t]
+        if rows.all():  # always so at t = 0, which is what lets state0 be None
             state = new_state
         else:
-            state = _map_state(lambda new, old: np.where(keep.reshape(keep.shape + (1,) * (new.ndim - 2)), new, old),
-                               new_state, state)
-        hidden = _hidden(new_state)
-        outputs.append(np.where(keep.reshape(keep.shape + (1,) * (hidden.ndim - 2)), hidden, 0.0))
+            state = _map_state(lambda new, old: _where_running(rows, new, old), new_state, state)
+        outputs.append(_where_running(rows, _hidden(new_state), 0.0))
         step_caches.append(step_cache)
     return np.stack(outputs), state, SequenceCache(step_caches, running, state, params, xs.shape[1:], xs.dtype)
 
@@ -203,12 +207,12 @@ def sequence_backward(reference, doutputs, dfinal_state, cache, per_step=False):
                             for name, p in params.items()}
         dstates = [None] * steps
     for t in reversed(range(steps)):
-        keep = cache.running[t][:, None]
-        dstate = _add_to_hidden(dstate, np.where(keep, doutputs[t], 0.0))  # g_t
+        rows = cache.running[t]
+        dstate = _add_to_hidden(dstate, _where_running(rows, doutputs[t], 0.0))  # g_t
         if per_step:
             dstates[t] = dstate
-        dnew = _map_state(lambda g: np.where(keep.reshape(keep.shape + (1,) * (g.ndim - 2)), g, 0.0), dstate)
-        dkept = _map_state(lambda g: np.where(keep.reshape(keep.shape + (1,) * (g.ndim - 2)), 0.0, g), dstate)
+        dnew = _map_state(lambda g: _where_running(rows, g, 0.0), dstate)
+        dkept = _map_state(lambda g: _where_running(rows, 0.0, g), dstate)
         returned = reference.step_backward(dnew, cache.steps[t])
         if not isinstance(returned, (tuple, list)) or len(returned) != 3:
             raise TypeError(f"step_backward must return (dx_t, dstate, dparams), got {type(returned).__name__}"
