@@ -220,19 +220,24 @@ def test_ctrl_c_saves_every_step_done_and_the_run_resumes_as_if_unbroken(tmp_pat
         np.testing.assert_array_equal(resumed.model.state_dict()[name], value, err_msg=name)
 
 
+def on_the_third_update(monkeypatch, first):
+    """Adam.step runs ``first(optimizer)`` as its third update (step 3's) begins; ``first`` may raise."""
+    real_step, updates = optim.Adam.step, []
+
+    def step(self):
+        updates.append(1)
+        if len(updates) == 3:
+            first(self)
+        real_step(self)
+
+    monkeypatch.setattr(optim.Adam, "step", step)
+
+
 def test_a_real_ctrl_c_during_an_update_takes_effect_once_the_step_is_done(tmp_path, monkeypatch):
     settings = dict(SMALL, eval_every=100, seed=4)
     three_steps = train_char_lm(TEXT, steps=3, **settings).model.state_dict()
     path = tmp_path / "run.npz"
-    real_step, updates = optim.Adam.step, []
-
-    def sigint_while_updating(self):
-        updates.append(1)
-        if len(updates) == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives as step 3's update begins
-        real_step(self)
-
-    monkeypatch.setattr(optim.Adam, "step", sigint_while_updating)
+    on_the_third_update(monkeypatch, lambda optimizer: os.kill(os.getpid(), signal.SIGINT))  # Ctrl-C arrives
     with pytest.raises(TrainingInterrupted, match=f"interrupted after step 3: {path} holds step 3"):
         train_char_lm(TEXT, steps=5, checkpoint=path, **settings)
     model = load_checkpoint(path)[0]
@@ -314,16 +319,12 @@ def test_ctrl_c_in_the_middle_of_an_update_keeps_the_last_whole_checkpoint(tmp_p
     settings = dict(SMALL, eval_every=2, seed=4)
     two_steps = train_char_lm(TEXT, steps=2, **settings).model.state_dict()
     path = tmp_path / "run.npz"
-    real_step, updates = optim.Adam.step, []
 
-    def interrupted_half_way(self):
-        updates.append(1)
-        if len(updates) == 3:  # step 3: one parameter moves, then Ctrl-C
-            self.params[0].data += 1.0
-            raise KeyboardInterrupt
-        real_step(self)
+    def interrupted_half_way(optimizer):  # step 3: one parameter moves, then Ctrl-C
+        optimizer.params[0].data += 1.0
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(optim.Adam, "step", interrupted_half_way)
+    on_the_third_update(monkeypatch, interrupted_half_way)
     with pytest.raises(TrainingInterrupted, match=f"during the update of step 3: {path} holds step 2") as caught:
         train_char_lm(TEXT, steps=5, checkpoint=path, **settings)
     assert caught.value.step == 2 and caught.value.saved_step == 2
