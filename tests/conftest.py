@@ -68,3 +68,11 @@ def restore_default_dtype():
     saved = tr.get_default_dtype()
     yield
     tr.set_default_dtype(saved)
+
+
+@pytest.fixture
+def accelerator_on():
+    """The test runs with the accelerator on, whatever TINYGRAD_RNN_FAST says: for tests of the
+    accelerator itself, which CI's second run (TINYGRAD_RNN_FAST=0) must still exercise."""
+    with tr.fast(True):
+        yield

@@ -7,10 +7,11 @@ the outputs, h_n (and c_n) and the gradients of the input, of hx and of every pa
 
 must agree to 1e-10 (relative), over layers, directions, batch_first, bias, given or default hx
 and variable lengths (torch's packed sequences), for the cells, and for unbatched input. Each
-tensor's error is ||ours - torch's|| / (||ours|| + ||torch's||) in the 2-norm: entry by entry, a
-gradient entry that is small because its terms cancel carries the rounding error of the terms
-(the two libraries sum in different orders), and failed 1e-10 by chance (2.7e-10 seen once in
-thousands of draws); over the whole tensor any real defect still shows far above 1e-10.
+tensor's error is tr.rel_error_norm, ||ours - torch's|| / (||ours|| + ||torch's||) in the 2-norm:
+entry by entry, a gradient entry that is small because its terms cancel carries the rounding
+error of the terms (the two libraries sum in different orders), and failed 1e-10 by chance
+(2.7e-10 seen once in thousands of draws); over the whole tensor any real defect still shows far
+above 1e-10.
 """
 import itertools
 
@@ -23,6 +24,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa
 
 import tinygrad_rnn as tr  # noqa: E402
 import tinygrad_rnn.nn as nn  # noqa: E402
+from tinygrad_rnn.bptt.sequence import state_of, state_parts  # noqa: E402
 
 TOLERANCE = 1e-10
 
@@ -35,21 +37,10 @@ KINDS = {
 }
 
 
-def parts(state):
-    """A state as a tuple of its parts: (h,) or (h, c)."""
-    return tuple(state) if isinstance(state, (tuple, list)) else (state,)
-
-
-def as_state(pieces):
-    """The inverse of ``parts``: one piece is the state itself."""
-    return pieces[0] if len(pieces) == 1 else tuple(pieces)
-
-
 def assert_close(ours, theirs, what):
     theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else theirs
     assert ours.shape == theirs.shape, f"{what}: shape {ours.shape}, torch {theirs.shape}"
-    scale = np.linalg.norm(ours) + np.linalg.norm(theirs)
-    error = np.linalg.norm(ours - theirs) / scale if scale > 0 else 0.0
+    error = tr.rel_error_norm(ours, theirs)
     assert error < TOLERANCE, f"{what}: relative error {error:.2e} (2-norm)"
 
 
@@ -74,10 +65,10 @@ def compare(ours, theirs, run_ours, run_theirs, inputs, states, upstream):
     x_ours, states_ours = leaves(inputs, states, tr)
     x_theirs, states_theirs = leaves(inputs, states, torch)
     output, final = run_ours(x_ours, states_ours)
-    produced_ours = (output,) + parts(final)
+    produced_ours = (output, *state_parts(final))
     sum((p * g).sum() for p, g in zip(produced_ours, upstream)).backward()
     output, final = run_theirs(x_theirs, states_theirs)
-    produced_theirs = (output,) + parts(final)
+    produced_theirs = (output, *state_parts(final))
     sum((p * torch.from_numpy(g)).sum() for p, g in zip(produced_theirs, upstream)).backward()
 
     assert len(produced_ours) == len(produced_theirs) == len(upstream)
@@ -97,7 +88,7 @@ def run_torch_layer(layer, lengths, steps):
     batch_first = layer.batch_first
 
     def run(x, states):
-        hx = as_state(states) if states else None
+        hx = state_of(states) if states else None
         if lengths is None:
             return layer(x, hx)
         packed = pack_padded_sequence(x, torch.from_numpy(lengths), batch_first=batch_first, enforce_sorted=False)
@@ -108,7 +99,7 @@ def run_torch_layer(layer, lengths, steps):
 
 
 def run_our_layer(layer, lengths=None):
-    return lambda x, states: layer(x, as_state(states) if states else None, lengths=lengths)
+    return lambda x, states: layer(x, state_of(states) if states else None, lengths=lengths)
 
 
 # ============================================================================ layers
@@ -128,7 +119,7 @@ def combination_id(combination):
        hidden_size=st.integers(1, 3), seed=st.integers(0, 2**31 - 1), data=st.data())
 def test_layers_match_torch(kind, combination, steps, batch, input_size, hidden_size, seed, data):
     num_layers, bidirectional, batch_first, bias, given_hx, with_lengths = combination
-    ours_class, torch_class, _, _, options, state_parts = KINDS[kind]
+    ours_class, torch_class, _, _, options, n_parts = KINDS[kind]
     lengths = np.array(data.draw(st.lists(st.integers(1, steps), min_size=batch, max_size=batch))) \
         if with_lengths else None
     config = dict(num_layers=num_layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional, **options)
@@ -139,9 +130,9 @@ def test_layers_match_torch(kind, combination, steps, batch, input_size, hidden_
     rng = np.random.default_rng(seed)
     x_shape = (batch, steps, input_size) if batch_first else (steps, batch, input_size)
     state_shape = (num_layers * directions, batch, hidden_size)
-    states = tuple(rng.standard_normal(state_shape) for _ in range(state_parts)) if given_hx else ()
+    states = tuple(rng.standard_normal(state_shape) for _ in range(n_parts)) if given_hx else ()
     upstream = (rng.standard_normal(x_shape[:2] + (directions * hidden_size,)),) + tuple(
-        rng.standard_normal(state_shape) for _ in range(state_parts))
+        rng.standard_normal(state_shape) for _ in range(n_parts))
     compare(ours, theirs, run_our_layer(ours, lengths), run_torch_layer(theirs, lengths, steps),
             rng.standard_normal(x_shape), states, upstream)
 
@@ -149,13 +140,13 @@ def test_layers_match_torch(kind, combination, steps, batch, input_size, hidden_
 @pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize("given_hx", [False, True], ids=["zero_hx", "given_hx"])
 def test_unbatched_layers_match_torch(kind, given_hx):
-    ours_class, torch_class, _, _, options, state_parts = KINDS[kind]
+    ours_class, torch_class, _, _, options, n_parts = KINDS[kind]
     ours = ours_class(3, 2, num_layers=2, bidirectional=True, dtype=np.float64, **options)
     theirs = torch_class(3, 2, num_layers=2, bidirectional=True, **options).double()
     copy_into_torch(ours, theirs)
     rng = np.random.default_rng(0)
-    states = tuple(rng.standard_normal((4, 2)) for _ in range(state_parts)) if given_hx else ()
-    upstream = (rng.standard_normal((5, 4)),) + tuple(rng.standard_normal((4, 2)) for _ in range(state_parts))
+    states = tuple(rng.standard_normal((4, 2)) for _ in range(n_parts)) if given_hx else ()
+    upstream = (rng.standard_normal((5, 4)),) + tuple(rng.standard_normal((4, 2)) for _ in range(n_parts))
     compare(ours, theirs, run_our_layer(ours), run_torch_layer(theirs, None, 5), rng.standard_normal((5, 3)),
             states, upstream)
 
@@ -180,18 +171,18 @@ def test_torch_weights_load_into_ours_unchanged(kind):
 @pytest.mark.parametrize("batch", [None, 1, 3], ids=["unbatched", "batch1", "batch3"])
 @pytest.mark.parametrize("given_state", [False, True], ids=["zero_state", "given_state"])
 def test_cells_match_torch(kind, bias, batch, given_state):
-    _, _, ours_class, torch_class, options, state_parts = KINDS[kind]
+    _, _, ours_class, torch_class, options, n_parts = KINDS[kind]
     ours = ours_class(4, 3, bias=bias, dtype=np.float64, **options)
     theirs = torch_class(4, 3, bias=bias, **options).double()
     copy_into_torch(ours, theirs)
     rng = np.random.default_rng(2)
     lead = () if batch is None else (batch,)
-    states = tuple(rng.standard_normal(lead + (3,)) for _ in range(state_parts)) if given_state else ()
-    upstream = tuple(rng.standard_normal(lead + (3,)) for _ in range(state_parts))
+    states = tuple(rng.standard_normal(lead + (3,)) for _ in range(n_parts)) if given_state else ()
+    upstream = tuple(rng.standard_normal(lead + (3,)) for _ in range(n_parts))
 
     def step(cell):
         def run(x, states):  # a cell has no separate output: the new state is the result
-            new = parts(cell(x, as_state(states) if states else None))
+            new = state_parts(cell(x, state_of(states) if states else None))
             return new[0], new[1:]
         return run
 

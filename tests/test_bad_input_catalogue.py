@@ -519,6 +519,12 @@ CATALOGUE = [
      "numerical_grad: eps must be a real number, got str"),
     ("rel_error shapes", lambda: tr.rel_error(np.zeros(2), np.zeros(3)), ValueError, esc("rel_error: shapes (2,) and (3,) differ")),
     ("rel_error str", lambda: tr.rel_error("a", 1.0), TypeError, "rel_error: x must be numbers, an array or a Tensor, got str 'a'"),
+    ("rel_error_norm shapes", lambda: tr.rel_error_norm(np.zeros(2), np.zeros(3)), ValueError,
+     esc("rel_error_norm: shapes (2,) and (3,) differ")),
+    ("rel_error_norm str", lambda: tr.rel_error_norm(1.0, "a"), TypeError,
+     "rel_error_norm: y must be numbers, an array or a Tensor, got str 'a'"),
+    ("rel_error_norm floor", lambda: tr.rel_error_norm(1.0, 2.0, floor=-1.0), ValueError,
+     "rel_error_norm: floor must be >= 0, got -1.0"),
     # ------------------------------------------------------------------ bptt.crosscheck
     ("crosscheck two layers", lambda: tr.bptt.crosscheck(nn.LSTM(3, 4, num_layers=2, dtype=F64), np.zeros((5, 2, 3))), ValueError,
      "num_layers=2"),

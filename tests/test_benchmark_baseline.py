@@ -56,12 +56,6 @@ def loop_forward(cell, x, params):
     return np.stack(outputs)
 
 
-def relative_error(a, b):
-    """||a - b|| / max(||a||, ||b||), 0 when both are 0."""
-    scale = max(np.linalg.norm(a), np.linalg.norm(b))
-    return 0.0 if scale == 0 else np.linalg.norm(a - b) / scale
-
-
 def make_problem(cell, N, T, D, H, seed, dtype):
     rng = np.random.default_rng(seed)
     params = baseline_numpy.random_params(cell, D, H, rng, dtype)
@@ -89,7 +83,7 @@ def test_gradients_match_finite_differences(cell, sizes, seed):
                                   [params[name] for name in names] + [x], grad_output=R)
     analytic = [grads[name] for name in names] + [dx]
     for name, got, expected in zip(names + ("x",), analytic, numerical):
-        assert relative_error(got, expected) < 1e-6, name
+        assert tr.rel_error_norm(got, expected) < 1e-6, name
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -104,8 +98,8 @@ def test_float32_outputs_match_the_loop_and_gradients_match_float64(cell):
     np.testing.assert_allclose(outputs, loop_forward(cell, x32, params32), rtol=1e-5, atol=1e-6)
     for name in baseline_numpy.PARAMETER_NAMES:
         assert grads[name].dtype == np.float32
-        assert relative_error(grads[name], grads64[name]) < 1e-5, name
-    assert relative_error(dx, dx64) < 1e-5
+        assert tr.rel_error_norm(grads[name], grads64[name]) < 1e-5, name
+    assert tr.rel_error_norm(dx, dx64) < 1e-5
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from hypothesis import assume, example, given, settings, strategies as st
 
+from tinygrad_rnn import rel_error_norm
 from tinygrad_rnn.bptt import BPTTGrads, gru, losses, lstm, rnn
 from tinygrad_rnn.bptt._primitives import sigmoid
+from tinygrad_rnn.bptt.sequence import state_of, state_parts
 
 EPS = 1e-4          # finite-difference step (five-point stencil)
 TOLERANCE = 1e-6    # relative error allowed against finite differences
@@ -45,15 +47,8 @@ def numerical_gradient(f, array):
     return grad
 
 
-def rel_error(analytic, numeric):
-    """|a - b| / (|a| + |b|) in the Euclidean norm; 0 when both are exactly zero."""
-    analytic, numeric = np.asarray(analytic), np.asarray(numeric)
-    scale = np.linalg.norm(analytic) + np.linalg.norm(numeric)
-    return np.linalg.norm(analytic - numeric) / scale if scale > 0 else 0.0
-
-
 def assert_matches(analytic, numeric, what):
-    error = rel_error(analytic, numeric)
+    error = rel_error_norm(analytic, numeric)
     assert error < TOLERANCE, f"{what}: relative error {error:.2e}"
 
 
@@ -123,14 +118,6 @@ def for_each_cell_and_problem(test):
     return each_cell(FAST(test))
 
 
-def state_as_parts(state):
-    return list(state) if isinstance(state, tuple) else [state]
-
-
-def parts_as_state(parts):
-    return tuple(parts) if len(parts) == 2 else parts[0]
-
-
 class Arrays(NamedTuple):
     xs: np.ndarray         # (T, N, D)
     state0: object         # like the state
@@ -149,8 +136,8 @@ def make_arrays(cell, problem):
     elif problem.bias == "none":
         params["bias_ih"] = params["bias_hh"] = None
     state_shape = (problem.batch, hidden)
-    state0 = parts_as_state([rng.normal(size=state_shape) for _ in range(cell.state_parts)])
-    S = parts_as_state([rng.normal(size=state_shape) for _ in range(cell.state_parts)])
+    state0 = state_of([rng.normal(size=state_shape) for _ in range(cell.state_parts)])
+    S = state_of([rng.normal(size=state_shape) for _ in range(cell.state_parts)])
     xs = rng.normal(size=(problem.steps, problem.batch, problem.input_size))
     R = rng.normal(size=(problem.steps,) + state_shape)
     return Arrays(xs, state0, params, R, S)
@@ -158,7 +145,7 @@ def make_arrays(cell, problem):
 
 def weighted_sum(state, weights):
     """sum over the parts of state * weights."""
-    return sum(np.sum(p * w) for p, w in zip(state_as_parts(state), state_as_parts(weights)))
+    return sum(np.sum(p * w) for p, w in zip(state_parts(state), state_parts(weights)))
 
 
 def sequence_loss(cell, arrays, lengths):
@@ -172,16 +159,16 @@ def unrolled_loss(cell, arrays, lengths, step_params, kicks):
     its frozen state), before the output is read."""
     total = 0.0
     for n, length in enumerate(lengths):
-        parts = [part[n:n + 1] for part in state_as_parts(arrays.state0)]
+        parts = [part[n:n + 1] for part in state_parts(arrays.state0)]
         for t in range(len(step_params)):
             if t < length:
-                new_state, _ = cell.step(arrays.xs[t, n:n + 1], parts_as_state(parts), step_params[t])
-                parts = state_as_parts(new_state)
+                new_state, _ = cell.step(arrays.xs[t, n:n + 1], state_of(parts), step_params[t])
+                parts = state_parts(new_state)
             parts = [part + kicks[t, k, n] for k, part in enumerate(parts)]
             if t < length:
                 total += np.sum(parts[0] * arrays.R[t, n])
         total += sum(np.sum(part * weights[n]) for part, weights in
-                     zip(parts, state_as_parts(arrays.S)))
+                     zip(parts, state_parts(arrays.S)))
     return total
 
 
@@ -215,7 +202,7 @@ def test_step_backward_matches_finite_differences(cell, problem):
     _, cache = cell.step(x, state, arrays.params)
     dx, dstate, dparams = cell.module.step_backward(arrays.S, cache)
     assert_matches(dx, numerical_gradient(loss, x), "dx")
-    for k, (part, dpart) in enumerate(zip(state_as_parts(state), state_as_parts(dstate))):
+    for k, (part, dpart) in enumerate(zip(state_parts(state), state_parts(dstate))):
         assert_matches(dpart, numerical_gradient(loss, part), f"dstate part {k}")
     assert dparams.keys() == arrays.params.keys()
     for name, param in arrays.params.items():
@@ -238,8 +225,8 @@ def test_sequence_backward_matches_finite_differences(cell, problem):
     assert isinstance(grads, BPTTGrads)
     assert grads.dparams_per_step is None and grads.dh is None and grads.dc is None
     assert_matches(grads.dxs, numerical_gradient(loss, arrays.xs), "dxs")
-    for k, (part, dpart) in enumerate(zip(state_as_parts(arrays.state0),
-                                          state_as_parts(grads.dstate0))):
+    for k, (part, dpart) in enumerate(zip(state_parts(arrays.state0),
+                                          state_parts(grads.dstate0))):
         assert_matches(dpart, numerical_gradient(loss, part), f"dstate0 part {k}")
     assert grads.dparams.keys() == arrays.params.keys()
     for name, param in arrays.params.items():
@@ -283,12 +270,12 @@ def test_rows_stop_at_their_lengths(cell, problem):
     arrays = make_arrays(cell, problem)
     outputs, final_state, _ = cell.forward(arrays.xs, arrays.state0, arrays.params, problem.lengths)
     for n, length in enumerate(problem.lengths):
-        row_state0 = parts_as_state([part[n:n + 1] for part in state_as_parts(arrays.state0)])
+        row_state0 = state_of([part[n:n + 1] for part in state_parts(arrays.state0)])
         row_outputs, row_final, _ = cell.forward(arrays.xs[:length, n:n + 1], row_state0,
                                                  arrays.params)
         np.testing.assert_allclose(outputs[:length, n], row_outputs[:, 0], rtol=1e-13, atol=1e-15)
         assert np.all(outputs[length:, n] == 0.0)
-        for part, row_part in zip(state_as_parts(final_state), state_as_parts(row_final)):
+        for part, row_part in zip(state_parts(final_state), state_parts(row_final)):
             np.testing.assert_allclose(part[n], row_part[0], rtol=1e-13, atol=1e-15)
 
 
@@ -296,19 +283,19 @@ def test_rows_stop_at_their_lengths(cell, problem):
 def test_full_lengths_none_state0_and_none_dfinal_mean_the_defaults(cell):
     problem = ALL_EQUAL
     arrays = make_arrays(cell, problem)
-    zeros = parts_as_state([np.zeros_like(p) for p in state_as_parts(arrays.state0)])
+    zeros = state_of([np.zeros_like(p) for p in state_parts(arrays.state0)])
     outputs, final_state, cache = cell.forward(arrays.xs, zeros, arrays.params, problem.lengths)
     default_outputs, default_final, default_cache = cell.forward(arrays.xs, None, arrays.params)
     np.testing.assert_array_equal(outputs, default_outputs)
-    for part, default_part in zip(state_as_parts(final_state), state_as_parts(default_final)):
+    for part, default_part in zip(state_parts(final_state), state_parts(default_final)):
         np.testing.assert_array_equal(part, default_part)
 
-    zero_dfinal = parts_as_state([np.zeros_like(p) for p in state_as_parts(arrays.S)])
+    zero_dfinal = state_of([np.zeros_like(p) for p in state_parts(arrays.S)])
     grads = cell.module.backward(arrays.R, zero_dfinal, cache)
     default_grads = cell.module.backward(arrays.R, None, default_cache)
     np.testing.assert_array_equal(grads.dxs, default_grads.dxs)
-    for part, default_part in zip(state_as_parts(grads.dstate0),
-                                  state_as_parts(default_grads.dstate0)):
+    for part, default_part in zip(state_parts(grads.dstate0),
+                                  state_parts(default_grads.dstate0)):
         np.testing.assert_array_equal(part, default_part)
 
 

@@ -15,6 +15,7 @@ from hypothesis import given, settings, strategies as st
 import tinygrad_rnn as tr
 import tinygrad_rnn.nn as nn
 from tinygrad_rnn.bptt import gru, lstm, rnn
+from tinygrad_rnn.bptt.sequence import state_of, state_parts
 
 FAST = settings(max_examples=10, deadline=None)
 TOLERANCE = 1e-10
@@ -32,16 +33,6 @@ CELLS = {
 }
 
 
-def parts(state):
-    """A state as a tuple of its parts: (h,) or (h, c)."""
-    return tuple(state) if isinstance(state, (tuple, list)) else (state,)
-
-
-def as_state(pieces):
-    """The inverse of ``parts``: one piece is the state itself."""
-    return pieces[0] if len(pieces) == 1 else tuple(pieces)
-
-
 def assert_close(ours, reference, what):
     error = tr.rel_error(ours, reference)
     assert error < TOLERANCE, f"{what}: relative error {error:.2e}"
@@ -53,33 +44,33 @@ def assert_close(ours, reference, what):
        seed=st.integers(0, 2**31 - 1))
 def test_step_and_every_gradient_match_the_reference(kind, batch, input_size, hidden_size, bias, unbatched,
                                                       given_state, seed):
-    make, step_forward, step_backward, gates, state_parts = CELLS[kind]
+    make, step_forward, step_backward, gates, n_parts = CELLS[kind]
     batch = 1 if unbatched else batch  # the reference sees an unbatched step as a batch of one
     rng = np.random.default_rng(seed)
     cell = make(input_size, hidden_size, bias=bias, dtype=np.float64)
     params = {name: p.data for name, p in cell.named_parameters()}
     assert set(params) == ({"weight_ih", "weight_hh", "bias_ih", "bias_hh"} if bias else {"weight_ih", "weight_hh"})
     x = rng.standard_normal((batch, input_size))
-    state = tuple(rng.standard_normal((batch, hidden_size)) for _ in range(state_parts))
-    upstream = tuple(rng.standard_normal((batch, hidden_size)) for _ in range(state_parts))
+    state = tuple(rng.standard_normal((batch, hidden_size)) for _ in range(n_parts))
+    upstream = tuple(rng.standard_normal((batch, hidden_size)) for _ in range(n_parts))
 
-    expected, cache = step_forward(x, as_state(state) if given_state else None, params)
-    dx, dstate, dparams = step_backward(as_state(upstream), cache)
+    expected, cache = step_forward(x, state_of(state) if given_state else None, params)
+    dx, dstate, dparams = step_backward(state_of(upstream), cache)
 
     squeeze = (lambda a: a[0]) if unbatched else (lambda a: a)
     x_t = tr.Tensor(squeeze(x), requires_grad=True)
     state_t = tuple(tr.Tensor(squeeze(s), requires_grad=True) for s in state)
-    new = parts(cell(x_t, as_state(state_t) if given_state else None))
-    assert len(new) == state_parts
+    new = state_parts(cell(x_t, state_of(state_t) if given_state else None))
+    assert len(new) == n_parts
     loss = sum((piece * squeeze(g)).sum() for piece, g in zip(new, upstream))
     loss.backward()
 
-    for piece, reference in zip(new, parts(expected)):
+    for piece, reference in zip(new, state_parts(expected)):
         assert piece.shape == squeeze(reference).shape
         assert_close(piece.data, squeeze(reference), f"{kind} new state")
     assert_close(x_t.grad, squeeze(dx), f"{kind} dx")
     if given_state:
-        for piece, reference in zip(state_t, parts(dstate)):
+        for piece, reference in zip(state_t, state_parts(dstate)):
             assert_close(piece.grad, squeeze(reference), f"{kind} dstate")
     for name, p in cell.named_parameters():
         assert_close(p.grad, dparams[name], f"{kind} d{name}")
@@ -88,29 +79,29 @@ def test_step_and_every_gradient_match_the_reference(kind, batch, input_size, hi
 @pytest.mark.parametrize("kind", sorted(CELLS))
 @pytest.mark.parametrize("bias", [True, False])
 def test_step_gradcheck(kind, bias):
-    make, _, _, _, state_parts = CELLS[kind]
+    make, _, _, _, n_parts = CELLS[kind]
     rng = np.random.default_rng(1)
     cell = make(3, 2, bias=bias, dtype=np.float64)
     x = tr.Tensor(rng.standard_normal((2, 3)), requires_grad=True)
-    state = tuple(tr.Tensor(rng.standard_normal((2, 2)), requires_grad=True) for _ in range(state_parts))
+    state = tuple(tr.Tensor(rng.standard_normal((2, 2)), requires_grad=True) for _ in range(n_parts))
     count = len(state)
 
     def step(x, *rest):
-        return parts(cell(x, as_state(rest[:count])))
+        return state_parts(cell(x, state_of(rest[:count])))
 
     assert tr.gradcheck(step, (x,) + state + tuple(cell.parameters()))
 
 
 @pytest.mark.parametrize("kind", sorted(CELLS))
 def test_default_state_is_zeros_of_the_parameters_dtype(kind):
-    make, _, _, _, state_parts = CELLS[kind]
+    make, _, _, _, n_parts = CELLS[kind]
     cell = make(3, 2, dtype=np.float64)
-    state = parts(cell.init_state(4))
-    assert len(state) == state_parts
+    state = state_parts(cell.init_state(4))
+    assert len(state) == n_parts
     for piece in state:
         assert piece.shape == (4, 2) and piece.dtype == np.float64 and not piece.data.any()
     x = tr.Tensor(np.ones((4, 3)))
-    for a, b in zip(parts(cell(x)), parts(cell(x, as_state(state)))):
+    for a, b in zip(state_parts(cell(x)), state_parts(cell(x, state_of(state)))):
         np.testing.assert_array_equal(a.data, b.data)
 
 
@@ -139,14 +130,14 @@ def test_wrong_input_rank_or_size_names_what_was_expected(kind):
 
 @pytest.mark.parametrize("kind", sorted(CELLS))
 def test_state_of_the_wrong_shape_is_rejected(kind):
-    make, _, _, _, state_parts = CELLS[kind]
+    make, _, _, _, n_parts = CELLS[kind]
     cell = make(3, 2)
     x = tr.Tensor(np.zeros((4, 3), dtype=np.float32))
     wrong = tr.Tensor(np.zeros((4, 3), dtype=np.float32))
     with pytest.raises(ValueError, match=r"state has shapes .*\(4, 3\).*expected"):
-        cell(x, as_state((wrong,) * state_parts))
+        cell(x, state_of((wrong,) * n_parts))
     right = tr.Tensor(np.zeros((4, 2), dtype=np.float32))
-    other_structure = (right, right) if state_parts == 1 else right
+    other_structure = (right, right) if n_parts == 1 else right
     with pytest.raises(ValueError, match="state has shapes"):
         cell(x, other_structure)
 

@@ -17,7 +17,8 @@ import pytest
 
 import tinygrad_rnn as tr
 import tinygrad_rnn.functional as F
-from tinygrad_rnn import _files, cli, tape
+from tinygrad_rnn import _files, cli
+from tinygrad_rnn.accelerator import tape
 from tinygrad_rnn.checkpoint import CheckpointError, load_checkpoint
 from tinygrad_rnn.train import train_char_lm
 
@@ -28,10 +29,11 @@ TINY = ["--hidden", "8", "--seq-len", "5", "--batch-size", "3", "--sample-every"
 
 
 # ===================================================================== the compiled-program cache
+@pytest.mark.usefixtures("accelerator_on")
 def test_the_compiled_program_cache_stays_bounded_and_results_stay_exact():
-    """More distinct batch sizes than the cache holds: it keeps at most COMPILED_PROGRAMS programs
-    (least recently used dropped), and a size run again after its programs were dropped still
-    gives the op-by-op loop's output and gradients."""
+    """More distinct batch sizes than the cache holds: the accelerator keeps at most COMPILED_PROGRAMS
+    programs (least recently used dropped), and a size run again after its programs were dropped
+    still gives the op-by-op core's output and gradients."""
     tr.manual_seed(0)
     lstm = tr.nn.LSTM(2, 3, dtype=np.float64)
     rng = np.random.default_rng(0)
@@ -47,9 +49,10 @@ def test_the_compiled_program_cache_stays_bounded_and_results_stay_exact():
     for batch_size in range(1, tape.COMPILED_PROGRAMS + 30):
         run(batch_size)
         assert len(tape._MAKERS) <= tape.COMPILED_PROGRAMS
+    assert len(tape._MAKERS) == tape.COMPILED_PROGRAMS  # full: every batch size was replayed from compiled programs
     for batch_size in (1, 2, tape.COMPILED_PROGRAMS + 29):  # dropped long ago, and the latest
         x, output, gradients = run(batch_size)
-        with tr.nn.replay(False):
+        with tr.fast(False):
             x_again = tr.Tensor(x.data, requires_grad=True)
             expected, (h_n, c_n) = lstm(x_again)
             (expected.sum() + (h_n * c_n).sum()).backward()

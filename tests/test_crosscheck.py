@@ -17,6 +17,7 @@ import tinygrad_rnn.nn as nn
 from tinygrad_rnn.bptt import CrosscheckReport, crosscheck, gru, lstm, rnn, run_check
 from tinygrad_rnn.bptt.check_command import CELL_NAMES
 from tinygrad_rnn.bptt.crosscheck import LOSSES
+from tinygrad_rnn.bptt.sequence import state_of
 
 # the submodule itself (the package's `crosscheck` attribute is the function)
 crosscheck_module = importlib.import_module("tinygrad_rnn.bptt.crosscheck")
@@ -55,7 +56,7 @@ class Problem:
             shape, state_shape, lengths = (batch, input_size), (batch, hidden), None
         self.x = rng.normal(size=shape).astype(dtype)
         parts = [rng.normal(size=state_shape).astype(dtype) for _ in range(2 if name == "lstm" else 1)]
-        self.state = tuple(parts) if len(parts) == 2 else parts[0]
+        self.state = state_of(parts)
         self.lengths, self.loss, self.seed = lengths, loss, seed
 
     def check(self, **options):

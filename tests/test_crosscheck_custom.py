@@ -26,6 +26,7 @@ from hypothesis import given, settings, strategies as st
 import tinygrad_rnn as tr
 import tinygrad_rnn.nn as nn
 from tinygrad_rnn.bptt import crosscheck, gru, lstm, rnn, sequence_backward, sequence_forward
+from tinygrad_rnn.bptt.sequence import state_of, state_parts
 from tinygrad_rnn.random import manual_seed
 from test_custom_cells import MGUCell, PeepholeLSTMCell, uniform
 
@@ -36,16 +37,6 @@ SAMPLES = 6
 # drawn problems (hypothesis) allow for that, up to the float32 tolerance 1e-4
 TINY = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
 TINY_DRAWN = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-4}
-
-
-def as_parts(state):
-    """A state h or (h, c) as a tuple of its parts."""
-    return tuple(state) if isinstance(state, (tuple, list)) else (state,)
-
-
-def as_state(parts):
-    """A list of state parts as the state: one array, or a tuple of them."""
-    return tuple(parts) if len(parts) > 1 else parts[0]
 
 
 def sigmoid(a):
@@ -302,7 +293,7 @@ def make_cell(name, dtype="float64", input_size=2, hidden=3, seed=0):
 
 
 def random_state(name, batch, hidden, rng, dtype="float64"):
-    return as_state([rng.standard_normal((batch, hidden)).astype(dtype) for _ in range(CELLS[name][3])])
+    return state_of([rng.standard_normal((batch, hidden)).astype(dtype) for _ in range(CELLS[name][3])])
 
 
 def problem(name, form, steps=4, batch=3, lengths=None, dtype="float64", seed=0, hidden=3, input_size=2):
@@ -370,11 +361,11 @@ def own_sequence_loss(reference, xs, state0, params, lengths, R, S):
     for t in range(len(xs)):
         new, _ = reference.step_forward(xs[t], state, params)
         running = (t < lengths)[:, None]
-        new_parts, old_parts = as_parts(new), as_parts(state)
+        new_parts, old_parts = state_parts(new), state_parts(state)
         kept = tuple(np.where(running, n, o) for n, o in zip(new_parts, old_parts))
-        state = as_state(kept)
+        state = state_of(kept)
         loss += np.sum(np.where(running, new_parts[0], 0.0) * R[t])
-    return loss + sum(np.sum(f * s) for f, s in zip(as_parts(state), S))
+    return loss + sum(np.sum(f * s) for f, s in zip(state_parts(state), S))
 
 
 def central_differences(loss_of, array, h=1e-6):
@@ -392,10 +383,6 @@ def central_differences(loss_of, array, h=1e-6):
     return grad
 
 
-def rel(a, b):
-    return np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300)
-
-
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_reference_step_matches_its_own_central_differences(name):
     """T = 1 without bptt.sequence: the loss L = sum(h' * R) (+ sum(c' * S)) of one step_forward,
@@ -406,26 +393,26 @@ def test_reference_step_matches_its_own_central_differences(name):
     rng = np.random.default_rng(8)
     x = rng.standard_normal((2, 2))
     state = random_state(name, 2, 3, rng)
-    parts = as_parts(state)
+    parts = state_parts(state)
     weights = [rng.standard_normal(p.shape) for p in parts]
 
     def loss_of():
         new, _ = reference.step_forward(x, state, params)
-        return sum(np.sum(n * w) for n, w in zip(as_parts(new), weights))
+        return sum(np.sum(n * w) for n, w in zip(state_parts(new), weights))
 
     _, cache = reference.step_forward(x, state, params)
-    dnew = as_state(weights)
+    dnew = state_of(weights)
     dx, dstate, dparams = reference.step_backward(dnew, cache)
     assert sorted(dparams) == sorted(params)
-    assert rel(dx, central_differences(loss_of, x)) < 1e-8
-    for got, part in zip(as_parts(dstate), parts):
-        assert rel(got, central_differences(loss_of, part)) < 1e-8
+    assert tr.rel_error_norm(dx, central_differences(loss_of, x)) < 1e-8
+    for got, part in zip(state_parts(dstate), parts):
+        assert tr.rel_error_norm(got, central_differences(loss_of, part)) < 1e-8
     for key, value in params.items():
-        assert rel(dparams[key], central_differences(loss_of, value)) < 1e-8, key
+        assert tr.rel_error_norm(dparams[key], central_differences(loss_of, value)) < 1e-8, key
     # and its forward is the cell's own
-    by_cell = cell(tr.Tensor(x), as_state([tr.Tensor(p) for p in parts]))
+    by_cell = cell(tr.Tensor(x), state_of([tr.Tensor(p) for p in parts]))
     by_hand = reference.step_forward(x, state, params)[0]
-    for ours, theirs in zip(as_parts(by_cell), as_parts(by_hand)):
+    for ours, theirs in zip(state_parts(by_cell), state_parts(by_hand)):
         np.testing.assert_allclose(ours.data, theirs, rtol=1e-13, atol=1e-15)
 
 
@@ -440,19 +427,19 @@ def test_reference_through_time_matches_central_differences(name, lengths):
     rng = np.random.default_rng(4)
     xs = rng.standard_normal((3, 3, 2))
     state0 = random_state(name, 3, 2, rng)
-    parts0 = as_parts(state0)
+    parts0 = state_parts(state0)
     R = rng.standard_normal((3, 3, 2))
     S = [rng.standard_normal((3, 2)) for _ in parts0]
     steps = np.full(3, 3) if lengths is None else np.array(lengths)
 
     outputs, final, cache = sequence_forward(reference, xs, state0, params, lengths)
-    grads = sequence_backward(reference, R, as_state(S), cache, per_step=True)
+    grads = sequence_backward(reference, R, state_of(S), cache, per_step=True)
     loss_of = lambda: own_sequence_loss(reference, xs, state0, params, steps, R, S)  # noqa: E731
-    assert rel(grads.dxs, central_differences(loss_of, xs)) < 1e-8
-    for got, part in zip(as_parts(grads.dstate0), parts0):
-        assert rel(got, central_differences(loss_of, part)) < 1e-8
+    assert tr.rel_error_norm(grads.dxs, central_differences(loss_of, xs)) < 1e-8
+    for got, part in zip(state_parts(grads.dstate0), parts0):
+        assert tr.rel_error_norm(got, central_differences(loss_of, part)) < 1e-8
     for key, value in params.items():
-        assert rel(grads.dparams[key], central_differences(loss_of, value)) < 1e-8, key
+        assert tr.rel_error_norm(grads.dparams[key], central_differences(loss_of, value)) < 1e-8, key
         np.testing.assert_allclose(grads.dparams_per_step[key].sum(axis=0), grads.dparams[key],
                                    rtol=1e-12, atol=1e-14)
     # past a row's end its x gets no gradient (row 1 stops after t = 0, row 2 after t = 1)
@@ -781,8 +768,8 @@ def layer_and_recurrent(name, dtype="float64", seed=0):
     cell.load_state_dict({key[:-len("_l0")]: value for key, value in layer.state_dict().items()})
     x = rng.standard_normal((4, 3, 2)).astype(dtype)
     parts = [rng.standard_normal((1, 3, 3)).astype(dtype) for _ in range(2 if name == "lstm" else 1)]
-    layer_state = tuple(parts) if len(parts) == 2 else parts[0]
-    cell_state = tuple(p[0] for p in parts) if len(parts) == 2 else parts[0][0]
+    layer_state = state_of(parts)
+    cell_state = state_of([p[0] for p in parts])
     return layer, nn.Recurrent(cell), x, layer_state, cell_state, np.array([4, 1, 3])
 
 

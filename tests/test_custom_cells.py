@@ -13,6 +13,7 @@ import tinygrad_rnn as tr
 import tinygrad_rnn.functional as F
 import tinygrad_rnn.nn as nn
 import tinygrad_rnn.optim as optim
+from tinygrad_rnn.bptt.sequence import state_of, state_parts
 from tinygrad_rnn.random import manual_seed
 
 
@@ -81,14 +82,6 @@ class MGUCell(nn.Cell):
 CELLS = {"peephole": PeepholeLSTMCell, "mgu": MGUCell}
 
 
-def parts(state):
-    return tuple(state) if isinstance(state, (tuple, list)) else (state,)
-
-
-def as_state(pieces):
-    return pieces[0] if len(pieces) == 1 else tuple(pieces)
-
-
 def test_the_cells_follow_the_protocol():
     peephole, mgu = PeepholeLSTMCell(3, 2), MGUCell(3, 2)
     assert not peephole.projects_input and mgu.projects_input
@@ -110,12 +103,12 @@ def test_gradcheck_through_time(name, reverse, lengths):
     run = nn.Recurrent(cell, reverse=reverse)
     rng = np.random.default_rng(1)
     x = tr.Tensor(rng.standard_normal((4, 3, 2)), requires_grad=True)
-    state = tuple(tr.Tensor(rng.standard_normal((3, 2)), requires_grad=True) for _ in parts(cell.init_state(3)))
+    state = tuple(tr.Tensor(rng.standard_normal((3, 2)), requires_grad=True) for _ in state_parts(cell.init_state(3)))
     count = len(state)
 
     def unrolled(x, *rest):
-        outputs, final = run(x, as_state(rest[:count]), lengths=lengths)
-        return (outputs,) + parts(final)
+        outputs, final = run(x, state_of(rest[:count]), lengths=lengths)
+        return (outputs, *state_parts(final))
 
     assert tr.gradcheck(unrolled, (x,) + state + tuple(cell.parameters()))
 
@@ -152,7 +145,7 @@ def hand_stack(cells, xs, lengths, num_layers):
                 for t in order:
                     state = cell(tr.Tensor(layer_input[t, n]), state)
                     outs[t] = cell.output(state).data
-                finals[2 * layer + direction][n] = tuple(p.data for p in parts(state))
+                finals[2 * layer + direction][n] = tuple(p.data for p in state_parts(state))
                 halves.append(np.stack([outs.get(t, np.zeros(cell.hidden_size)) for t in range(steps)]))
             rows.append(np.concatenate(halves, axis=1))
         output = np.stack(rows, axis=1)
@@ -172,7 +165,7 @@ def test_stacked_bidirectional_matches_a_loop_written_by_hand(name, steps, batch
     output, final = stack(xs, lengths=lengths)
     expected, expected_final = hand_stack(cells, xs, lengths, 2)
     np.testing.assert_allclose(output.data, expected, rtol=1e-12, atol=1e-14)
-    for ours, theirs in zip(parts(final), expected_final):
+    for ours, theirs in zip(state_parts(final), expected_final):
         np.testing.assert_allclose(ours.data, theirs, rtol=1e-12, atol=1e-14)
 
 
@@ -194,7 +187,7 @@ def test_stacked_parameter_names_and_gradients(name):
 
     def stacked(x, *params):
         output, final = stack(x, lengths=lengths)
-        return (output,) + parts(final)
+        return (output, *state_parts(final))
 
     assert tr.gradcheck(stacked, (x,) + tuple(stack.parameters()))
 
@@ -217,7 +210,7 @@ def test_learns_to_recall_the_first_bit_at_each_rows_last_step(name):
 
     def logits(xs, lengths):
         _, final = run(xs, lengths=lengths)
-        return readout(parts(final)[0])
+        return readout(state_parts(final)[0])
 
     xs, lengths, targets = batch(500)
     assert np.mean(logits(xs, lengths).data.argmax(axis=1) == targets) < 0.6  # chance before training

@@ -1,7 +1,7 @@
 """gradcheck itself: it passes on right gradients, fails loudly on wrong ones, and its pieces
 (numerical_grad, rel_error) agree with hand values and closed forms.
 
-The wrong ops are custom ops made in this file with ``Tensor._result(data, parents, backward)``.
+The wrong ops are custom ops made in this file with ``tr.ops.Op(name, forward, backward)``.
 """
 import warnings
 
@@ -16,7 +16,8 @@ from tinygrad_rnn import GradcheckError
 
 def sine_with_backward(backward):
     """sin(x) as a custom op with the given backward(g, out, ctx, x)."""
-    return lambda x: tr.Tensor._result(np.sin(x.data), (x,), backward)
+    sine = tr.ops.Op("sine", lambda ctx, x: np.sin(x), backward)
+    return lambda x: sine(None, x)
 
 
 def value_of(t):
@@ -30,9 +31,14 @@ sine_scaled_wrongly = sine_with_backward(lambda g, out, ctx, x: (g * np.cos(valu
 sine_with_constant_derivative = sine_with_backward(lambda g, out, ctx, x: (g * np.cos(value_of(x)),))
 
 
+#: the identity as a custom op whose backward reverses g (it reads no array: reads NOTHING)
+REVERSED_IDENTITY = tr.ops.Op("reversed_identity", lambda ctx, x: x.copy(), lambda g, out, ctx, x: (g[::-1],),
+                              tr.ops.NOTHING)
+
+
 def reversed_identity(x):
     """The identity as a custom op whose backward reverses g: right for g = ones, wrong as a Jacobian."""
-    return tr.Tensor._result(x.data.copy(), (x,), lambda g, out, ctx, x: (g[::-1],))
+    return REVERSED_IDENTITY(None, x)
 
 
 # ===================================================================== passes on right gradients
@@ -46,6 +52,26 @@ def test_passes_on_right_gradients(shape, seed):
         return a.sigmoid(), a.reshape(-1) @ b.reshape(-1), a.reshape(-1, 1) @ b.reshape(1, -1)
 
     assert tr.gradcheck(three_outputs, [a, b])
+
+
+def _sine_backward(g, out, ctx, x):
+    """d sin(x)/dx = cos(x) = sin(x + pi/2): with create_graph, the op itself records the derivative."""
+    return (g * (SINE(None, x + np.pi / 2) if isinstance(x, tr.Tensor) else np.cos(x)),)
+
+
+SINE = tr.ops.Op("sine", lambda ctx, x: np.sin(x), _sine_backward)
+
+
+def test_passes_on_a_right_custom_op_at_both_orders():
+    """The control for the wrong custom ops below: made the same way, but right."""
+    x = leaf([0.3, 0.9, -1.4])
+    np.testing.assert_array_equal(SINE(None, x).data, np.sin(x.data))
+    assert tr.gradcheck(lambda t: SINE(None, t), [x])
+    # gradgradcheck differentiates the create_graph first derivative: check that one against cos too
+    (first,) = tr.grad(SINE(None, x).sum(), x, create_graph=True)
+    np.testing.assert_allclose(first.data, np.cos(x.data), rtol=1e-15)
+    assert tr.gradgradcheck(lambda t: SINE(None, t), [x])
+    assert tr.gradgradcheck(lambda t: SINE(None, t * t).sum(), [x])
 
 
 def test_passes_with_an_unused_input_and_a_constant_input():
@@ -108,6 +134,24 @@ def test_gradgradcheck_passes_first_order_right_but_second_order_wrong_ops_only_
     assert tr.gradcheck(sine_with_constant_derivative, [x])
     with pytest.raises(GradcheckError, match="input 0"):
         tr.gradgradcheck(sine_with_constant_derivative, [x])
+
+
+def _sine_shifted_when_recorded(g, out, ctx, x):
+    """Right on arrays (cos x); with create_graph (x a Tensor) it records sin(x + 0.1): a wrong first
+    derivative whose own derivative is consistent with it, so only a comparison with the plain
+    backward (which gradcheck checks) can see it."""
+    if isinstance(x, tr.Tensor):
+        return (g * sine_with_constant_derivative(x + 0.1),)
+    return (g * np.cos(x),)
+
+
+def test_gradgradcheck_refuses_a_recorded_first_derivative_that_differs_from_the_plain_one():
+    sine = sine_with_backward(_sine_shifted_when_recorded)
+    x = leaf([0.3, -0.7, 1.2])
+    assert tr.gradcheck(sine, [x])
+    with pytest.raises(GradcheckError, match=r"create_graph=True differs from the plain backward's .* input 0"):
+        tr.gradgradcheck(sine, [x])
+    assert tr.gradgradcheck(sine, [x], raise_exception=False) is False
 
 
 def test_gradgradcheck_with_given_upstream_gradients():

@@ -20,6 +20,7 @@ from hypothesis import given, settings, strategies as st
 import tinygrad_rnn as tr
 import tinygrad_rnn.nn as nn
 from tinygrad_rnn.bptt import gru, lstm, rnn
+from tinygrad_rnn.bptt.sequence import state_of, state_parts
 from tinygrad_rnn.random import manual_seed
 
 TOLERANCE = 1e-10
@@ -34,16 +35,6 @@ KINDS = {
     "lstm": (nn.LSTM, nn.LSTMCell, lstm.forward, lstm.backward, 2),
     "gru": (nn.GRU, nn.GRUCell, gru.forward, gru.backward, 1),
 }
-
-
-def parts(state):
-    """A state as a tuple of its parts: (h,) or (h, c)."""
-    return tuple(state) if isinstance(state, (tuple, list)) else (state,)
-
-
-def as_state(pieces):
-    """The inverse of ``parts``: one piece is the state itself."""
-    return pieces[0] if len(pieces) == 1 else tuple(pieces)
 
 
 def assert_close(ours, reference, what):
@@ -74,11 +65,11 @@ def reference_forward(forward, state_dict, xs, state0, num_layers, directions, l
             k = layer * directions + direction
             suffix = f"_l{layer}" + ("_reverse" if direction else "")
             params = {name: state_dict[name + suffix] for name in PARAM_NAMES if name + suffix in state_dict}
-            start = None if state0 is None else as_state(tuple(p[k] for p in state0))
+            start = None if state0 is None else state_of(tuple(p[k] for p in state0))
             seen = reverse_within(layer_input, full) if direction else layer_input
             out, final, cache = forward(seen, start, params, lengths)
             outputs.append(reverse_within(out, full) if direction else out)
-            finals.append(parts(final))
+            finals.append(state_parts(final))
             caches.append(cache)
         layer_input = np.concatenate(outputs, axis=2)
     return layer_input, tuple(np.stack(p) for p in zip(*finals)), caches
@@ -99,9 +90,9 @@ def reference_backward(backward, caches, doutput, dfinal, num_layers, directions
             suffix = f"_l{layer}" + ("_reverse" if direction else "")
             dout = doutput[:, :, direction * hidden:(direction + 1) * hidden]
             dout = reverse_within(dout, full) if direction else np.ascontiguousarray(dout)
-            grads = backward(dout, as_state(tuple(p[k] for p in dfinal)), caches[k])
+            grads = backward(dout, state_of(tuple(p[k] for p in dfinal)), caches[k])
             dinput = dinput + (reverse_within(grads.dxs, full) if direction else grads.dxs)
-            dstate0[k] = parts(grads.dstate0)
+            dstate0[k] = state_parts(grads.dstate0)
             dparams.update({name + suffix: g for name, g in grads.dparams.items() if g is not None})
         doutput = dinput
     return doutput, tuple(np.stack(p) for p in zip(*dstate0)), dparams
@@ -110,14 +101,14 @@ def reference_backward(backward, caches, doutput, dfinal, num_layers, directions
 # ============================================================================ one problem, both ways
 def check_against_reference(kind, num_layers, bidirectional, batch_first, bias, given_hx, steps, batch,
                             input_size, hidden_size, lengths, seed):
-    make, _, forward, backward, state_parts = KINDS[kind]
+    make, _, forward, backward, n_parts = KINDS[kind]
     directions = 2 if bidirectional else 1
     rng = np.random.default_rng(seed)
     layer = make(input_size, hidden_size, num_layers=num_layers, bias=bias, batch_first=batch_first,
                  bidirectional=bidirectional, dtype=np.float64)
     state_dict = layer.state_dict()
     xs = rng.standard_normal((steps, batch, input_size))
-    hx = tuple(rng.standard_normal((num_layers * directions, batch, hidden_size)) for _ in range(state_parts))
+    hx = tuple(rng.standard_normal((num_layers * directions, batch, hidden_size)) for _ in range(n_parts))
     doutput = rng.standard_normal((steps, batch, directions * hidden_size))
     dfinal = tuple(rng.standard_normal(h.shape) for h in hx)
 
@@ -128,8 +119,8 @@ def check_against_reference(kind, num_layers, bidirectional, batch_first, bias, 
     to_layout = (lambda a: a.transpose(1, 0, 2)) if batch_first else (lambda a: a)
     x_t = tr.Tensor(to_layout(xs).copy(), requires_grad=True)
     hx_t = tuple(tr.Tensor(h.copy(), requires_grad=True) for h in hx)
-    output, final = layer(x_t, as_state(hx_t) if given_hx else None, lengths=lengths)
-    final = parts(final)
+    output, final = layer(x_t, state_of(hx_t) if given_hx else None, lengths=lengths)
+    final = state_parts(final)
     loss = (output * to_layout(doutput)).sum() + sum((f * g).sum() for f, g in zip(final, dfinal))
     loss.backward()
 
@@ -181,7 +172,7 @@ def test_long_uneven_batch_with_lengths_one_and_full(kind):
 @given(kind=st.sampled_from(sorted(KINDS)), reverse=st.booleans(), batch_first=st.booleans(),
        given_state=st.booleans(), with_lengths=st.booleans(), data=st.data())
 def test_recurrent_unrolls_a_cell_like_the_reference(kind, reverse, batch_first, given_state, with_lengths, data):
-    _, make_cell, forward, backward, state_parts = KINDS[kind]
+    _, make_cell, forward, backward, n_parts = KINDS[kind]
     steps, batch, input_size, hidden_size, lengths, seed = data.draw(sizes_and_lengths(with_lengths))
     rng = np.random.default_rng(seed)
     cell = make_cell(input_size, hidden_size, dtype=np.float64)
@@ -189,28 +180,28 @@ def test_recurrent_unrolls_a_cell_like_the_reference(kind, reverse, batch_first,
     assert [name for name, _ in run.named_parameters()] == [f"cell.{n}" for n in PARAM_NAMES]
     full = np.full(batch, steps) if lengths is None else lengths
     xs = rng.standard_normal((steps, batch, input_size))
-    state = tuple(rng.standard_normal((batch, hidden_size)) for _ in range(state_parts))
+    state = tuple(rng.standard_normal((batch, hidden_size)) for _ in range(n_parts))
     doutputs = rng.standard_normal((steps, batch, hidden_size))
-    dfinal = tuple(rng.standard_normal((batch, hidden_size)) for _ in range(state_parts))
+    dfinal = tuple(rng.standard_normal((batch, hidden_size)) for _ in range(n_parts))
 
     flip = functools.partial(reverse_within, lengths=full) if reverse else (lambda a: a)
     params = {name: p.data for name, p in cell.named_parameters()}
-    expected, expected_final, cache = forward(flip(xs), as_state(state) if given_state else None, params, lengths)
-    grads = backward(flip(doutputs), as_state(dfinal), cache)
+    expected, expected_final, cache = forward(flip(xs), state_of(state) if given_state else None, params, lengths)
+    grads = backward(flip(doutputs), state_of(dfinal), cache)
 
     to_layout = (lambda a: a.transpose(1, 0, 2)) if batch_first else (lambda a: a)
     x_t = tr.Tensor(to_layout(xs).copy(), requires_grad=True)
     state_t = tuple(tr.Tensor(s, requires_grad=True) for s in state)
-    outputs, final = run(x_t, as_state(state_t) if given_state else None, lengths=lengths)
-    final = parts(final)
+    outputs, final = run(x_t, state_of(state_t) if given_state else None, lengths=lengths)
+    final = state_parts(final)
     ((outputs * to_layout(doutputs)).sum() + sum((f * g).sum() for f, g in zip(final, dfinal))).backward()
 
     assert_close(outputs.data, to_layout(flip(expected)), "outputs")
-    for ours, reference in zip(final, parts(expected_final)):
+    for ours, reference in zip(final, state_parts(expected_final)):
         assert_close(ours.data, reference, "final state")
     assert_close(x_t.grad, to_layout(flip(grads.dxs)), "d input")
     if given_state:
-        for ours, reference in zip(state_t, parts(grads.dstate0)):
+        for ours, reference in zip(state_t, state_parts(grads.dstate0)):
             assert_close(ours.grad, reference, "d state")
     for name, p in cell.named_parameters():
         assert_close(p.grad, grads.dparams[name], f"d {name}")
@@ -233,12 +224,12 @@ def test_recurrent_unbatched_sequence_equals_a_batch_of_one():
 # ============================================================================ lengths
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_outputs_past_lengths_are_zero_and_h_n_is_each_rows_own_last_state(kind):
-    make, _, _, _, state_parts = KINDS[kind]
+    make, _, _, _, n_parts = KINDS[kind]
     layer = make(3, 4, num_layers=2, bidirectional=True, dtype=np.float64)
     lengths = np.array([5, 1, 3])
     x = tr.Tensor(np.random.default_rng(2).standard_normal((5, 3, 3)), requires_grad=True)
     output, final = layer(x, lengths=lengths)
-    h_n = parts(final)[0].data
+    h_n = state_parts(final)[0].data
     for n, length in enumerate(lengths):
         assert np.all(output.data[length:, n] == 0.0)
         if kind != "rnn_relu":  # relu outputs may be zero anywhere
@@ -248,7 +239,7 @@ def test_outputs_past_lengths_are_zero_and_h_n_is_each_rows_own_last_state(kind)
         # each row alone, cut to its own length, gives the same outputs and final states
         alone, alone_final = layer(x.data[:length, n:n + 1])
         np.testing.assert_allclose(output.data[:length, n], alone.data[:, 0], rtol=1e-13, atol=1e-15)
-        for ours, cut in zip(parts(final), parts(alone_final)):
+        for ours, cut in zip(state_parts(final), state_parts(alone_final)):
             np.testing.assert_allclose(ours.data[:, n], cut.data[:, 0], rtol=1e-13, atol=1e-15)
     output.sum().backward()
     for n, length in enumerate(lengths):
@@ -263,24 +254,24 @@ def test_all_full_lengths_equal_no_lengths(kind):
     for lengths in (np.array([4, 4]), [4, 4], tr.Tensor(np.array([4, 4]))):
         full, full_final = layer(x, lengths=lengths)
         np.testing.assert_array_equal(full.data, plain.data)
-        for a, b in zip(parts(full_final), parts(plain_final)):
+        for a, b in zip(state_parts(full_final), state_parts(plain_final)):
             np.testing.assert_array_equal(a.data, b.data)
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_unbatched_input_equals_a_batch_of_one(kind):
-    make, _, _, _, state_parts = KINDS[kind]
+    make, _, _, _, n_parts = KINDS[kind]
     for batch_first in (False, True):
         layer = make(3, 2, num_layers=2, bidirectional=True, batch_first=batch_first, dtype=np.float64)
         rng = np.random.default_rng(4)
         xs = rng.standard_normal((5, 3))
-        hx = tuple(rng.standard_normal((4, 2)) for _ in range(state_parts))
-        output, final = layer(tr.Tensor(xs), as_state(tuple(tr.Tensor(h) for h in hx)))
+        hx = tuple(rng.standard_normal((4, 2)) for _ in range(n_parts))
+        output, final = layer(tr.Tensor(xs), state_of(tuple(tr.Tensor(h) for h in hx)))
         batched, batched_final = layer(tr.Tensor(xs[None] if batch_first else xs[:, None]),
-                                       as_state(tuple(tr.Tensor(h[:, None]) for h in hx)))
+                                       state_of(tuple(tr.Tensor(h[:, None]) for h in hx)))
         assert output.shape == (5, 4)
         np.testing.assert_array_equal(output.data, batched.data[0] if batch_first else batched.data[:, 0])
-        for ours, theirs in zip(parts(final), parts(batched_final)):
+        for ours, theirs in zip(state_parts(final), state_parts(batched_final)):
             assert ours.shape == (4, 2)
             np.testing.assert_array_equal(ours.data, theirs.data[:, 0])
 

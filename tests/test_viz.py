@@ -61,7 +61,7 @@ def test_dot_of_the_three_step_graph_parses_and_names_each_parameter_once():
 
 def test_dot_of_an_unrolled_lstm_names_each_parameter_once():
     module = nn.LSTM(3, 2, dtype=np.float64)
-    with nn.replay(False):
+    with tr.fast(False):  # the layer unrolled op by op: a node per op and time step
         output, _ = module(tr.Tensor(np.ones((4, 1, 3))))
     text = viz.to_dot(output.sum(), module)
     _, _, labels = parse_dot(text)
@@ -71,12 +71,61 @@ def test_dot_of_an_unrolled_lstm_names_each_parameter_once():
     assert "weight_ih_l0\\n(8, 3)\\nparameter, used 1x" in text  # one input projection for all steps
 
 
-def test_a_replayed_lstm_runs_two_steps_op_by_op_then_one_loop_node():
+@pytest.mark.parametrize("steps", [3, 9])
+def test_an_accelerated_lstm_is_one_loop_node_over_all_steps(steps):
+    """Hand count for output.sum() of a one-layer LSTM(3, 2) on x (T, 1, 3), whatever T (>= 3):
+    the biases added once (add), the input projection of all steps (linear, reshape to (T, 1, 8)),
+    ONE recurrent_loop node for all T steps, whose packed output (T*N*H + N*H + N*H,) the outputs
+    are a view of (getitem, reshape), and the sum: 7 ops and no op of a step (no sigmoid, tanh, mul).
+    The loop node's inputs: the projection, h_0 and c_0 (zeros, no grad: inputs) and weight_hh;
+    each parameter is used once, weight_hh by the loop node for every step."""
     module = nn.LSTM(3, 2, dtype=np.float64)
-    output, _ = module(tr.Tensor(np.ones((9, 1, 3))))
+    with tr.fast(True):  # on whatever TINYGRAD_RNN_FAST says
+        output, _ = module(tr.Tensor(np.ones((steps, 1, 3))))
     counts = viz.graph_counts(output.sum(), module)
-    assert counts.ops["recurrent_loop"] == 1
-    assert counts.parameter_uses["weight_hh_l0"] == 2 + 1  # steps 0 and 1 op by op (and recorded), then steps 2-8
+    assert counts.ops == Counter(recurrent_loop=1, add=1, linear=1, reshape=2, getitem=1, sum=1)
+    assert counts.leaves == Counter(input=3)  # x (reshaped to (T, 3) for the projection), h_0, c_0
+    assert counts.parameter_uses == {"weight_ih_l0": 1, "weight_hh_l0": 1, "bias_ih_l0": 1, "bias_hh_l0": 1}
+    assert counts.step_parameter is None and "per step" not in viz.summary(output.sum(), module)
+    _, edges, labels = parse_dot(viz.to_dot(output.sum(), module))
+    (loop,) = [node for node, label in labels.items() if label.split("\\n")[0] == "recurrent_loop"]
+    assert labels[loop] == f"recurrent_loop\\n({steps * 1 * 2 + 1 * 2 + 1 * 2},)"
+    into_loop = sorted(labels[a] for a, b in edges if b == loop)
+    assert into_loop == sorted([f"reshape\\n({steps}, 1, 8)", "input\\n(1, 2)", "input\\n(1, 2)",
+                                "weight_hh_l0\\n(8, 2)\\nparameter, used 1x"])
+    assert [labels[b] for a, b in edges if a == loop] == [f"getitem\\n({steps * 1 * 2},)"]
+
+
+def test_the_outputs_and_the_final_state_are_views_of_the_one_loop_node():
+    """output.sum() + h_n.sum() + c_n.sum() of an LSTM(3, 2) on x (5, 1, 3): still one recurrent_loop
+    node, read by three getitem views (the outputs (10,), h (2,), c (2,)), each reshaped (plus the
+    projection's reshape: 4), h and c stacked into (L*K, N, H); three sums and two adds of the loss,
+    plus the biases' add."""
+    module = nn.LSTM(3, 2, dtype=np.float64)
+    with tr.fast(True):
+        output, (h, c) = module(tr.Tensor(np.ones((5, 1, 3))))
+    loss = output.sum() + h.sum() + c.sum()
+    assert viz.graph_counts(loss, module).ops == Counter(
+        recurrent_loop=1, getitem=3, reshape=4, stack=2, sum=3, add=3, linear=1)
+    _, edges, labels = parse_dot(viz.to_dot(loss, module))
+    (loop,) = [node for node, label in labels.items() if label.split("\\n")[0] == "recurrent_loop"]
+    assert sorted(labels[b] for a, b in edges if a == loop) == ["getitem\\n(10,)", "getitem\\n(2,)", "getitem\\n(2,)"]
+
+
+def test_fast_false_draws_the_same_lstm_step_by_step():
+    """The same LSTM under tr.fast(False): no loop node; weight_hh used once per step (5 uses, 4
+    periods between them), each period the same ops. Hand count of one period, from h W_hh^T: linear;
+    + x_t's projection (add); the four gate slices (getitem x4); sigmoid(i), sigmoid(f), sigmoid(o),
+    tanh(g); c = f*c + i*g (mul x2, add); h = o * tanh(c) (tanh, mul); the next step's projection
+    slice x_{t+1} (getitem): linear 1, add 2, getitem 5, sigmoid 3, tanh 2, mul 3."""
+    module = nn.LSTM(3, 2, dtype=np.float64)
+    with tr.fast(False):
+        output, _ = module(tr.Tensor(np.ones((5, 1, 3))))
+    counts = viz.graph_counts(output.sum(), module)
+    assert "recurrent_loop" not in counts.ops
+    assert counts.parameter_uses["weight_hh_l0"] == 5 and counts.step_parameter == "weight_hh_l0"
+    assert counts.periods == 4 and counts.step_ops is not None
+    assert Counter(counts.step_ops) == Counter(linear=1, add=2, getitem=5, sigmoid=3, tanh=2, mul=3)
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
@@ -139,9 +188,15 @@ def test_params_may_be_a_module_a_dict_or_pairs():
         viz.summary(np.ones(2))
 
 
-def test_op_names_come_from_the_backward_functions():
+def test_op_names_come_from_the_ops():
+    """Each op's ``Op.name``: mean has its own name, a number exponent is "pow", split pieces are
+    "getitem", and a user's own ``tr.ops.Op`` shows under the name it was given."""
     a = tr.Tensor(np.ones((2, 2)), requires_grad=True)
-    assert [viz.op_name(t) for t in (a * a, a @ a, a.relu(), a.mean(), a[0], a ** 2)] == [
-        "mul", "matmul", "relu", "sum", "getitem", "pow_scalar"]
+    sine = tr.ops.Op("sine", lambda ctx, x: np.sin(x), lambda g, out, ctx, x: (g * np.cos(x),))
+    made = (a * a, a @ a, a.relu(), a.mean(), a.sum(), a[0], a ** 2, a.reshape(4), a.split(1)[0], sine(None, a))
+    assert [viz.op_name(t) for t in made] == [
+        "mul", "matmul", "relu", "mean", "sum", "getitem", "pow", "reshape", "getitem", "sine"]
+    assert viz.graph_counts(sine(None, a).mean()).ops == Counter(sine=1, mean=1)
+    assert "sine\\n(2, 2)" in viz.to_dot(sine(None, a).sum())
     with pytest.raises(ValueError, match="made by no op"):
         viz.op_name(a)

@@ -1,4 +1,4 @@
-"""Finite differences: numerical gradients, gradcheck / gradgradcheck, and rel_error.
+"""Finite differences: numerical gradients, gradcheck / gradgradcheck, rel_error and rel_error_norm.
 
 Central differences: df/dx_j ≈ (f(x + eps e_j) - f(x - eps e_j)) / (2 eps), with error O(eps^2)
 from truncation plus O(ulp(f) / eps) from rounding; in float64 with eps = 1e-6 both are ~1e-10,
@@ -11,7 +11,7 @@ import numpy as np
 from ._checks import check_bool, check_callable, check_real, describe
 from .tensor import Tensor, grad as autograd
 
-__all__ = ["GradcheckError", "numerical_grad", "gradcheck", "gradgradcheck", "rel_error"]
+__all__ = ["GradcheckError", "numerical_grad", "gradcheck", "gradgradcheck", "rel_error", "rel_error_norm"]
 
 
 class GradcheckError(RuntimeError):
@@ -19,20 +19,58 @@ class GradcheckError(RuntimeError):
 
 
 def rel_error(x, y):
-    """max |x - y| / max(1e-8, |x| + |y|), elementwise (the cs231n measure); x, y numbers, arrays
-    or Tensors of the same shape."""
-    x, y = (_float64_array(value, name) for name, value in (("x", x), ("y", y)))
-    if x.shape != y.shape:
-        raise ValueError(f"rel_error: shapes {x.shape} and {y.shape} differ")
+    """The elementwise relative error max |x - y| / max(1e-8, |x| + |y|) (the cs231n measure): the
+    worst entry, each judged against its own size; x, y numbers, arrays or Tensors of the same
+    shape. ``rel_error_norm`` is the same idea over the whole tensor in the 2-norm."""
+    x, y = _float64_arrays("rel_error", x, y)
     if x.size == 0:
         return 0.0
     return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
 
 
-def _float64_array(value, name):
+def rel_error_norm(x, y, floor=0.0):
+    """The relative error over the whole tensor in the 2-norm, computed in float64:
+
+        ||x - y|| / max(||x|| + ||y||, floor)
+
+    0.0 when both are zero (or empty); inf when either holds a NaN or an infinity (no comparison
+    may pass on those). x, y numbers, arrays or Tensors of the same shape; ``floor`` >= 0 is the
+    smallest scale to judge against: below it a difference is measured against the floor rather
+    than against sizes too small to be resolved. Symmetric in x and y, and between 0 and 1.
+
+    Unlike the elementwise ``rel_error``, which takes the worst entry, each against its own size,
+    this weighs each entry by its size: an entry that is small because terms cancel carries a
+    rounding error relative to the terms, not to itself, and fails a tight elementwise tolerance
+    by chance, while any real defect still shows in the norm."""
+    x, y = _float64_arrays("rel_error_norm", x, y)
+    floor = check_real("rel_error_norm", "floor", floor)
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("inf")
+    largest = max(np.max(np.abs(x), initial=0.0), np.max(np.abs(y), initial=0.0))
+    if largest == 0.0:
+        return 0.0
+    # all three scaled by the power of two just above the largest entry, exactly (the ratio is the
+    # same): the squares in the norms then neither overflow (entries above ~1e154) nor underflow
+    # (below ~1e-154); a floor too large for the scaled range becomes inf, and the error 0
+    exponent = int(np.frexp(largest)[1])
+    with np.errstate(over="ignore", under="ignore"):
+        x, y, floor = np.ldexp(x, -exponent), np.ldexp(y, -exponent), np.ldexp(floor, -exponent)
+    return float(np.linalg.norm(x - y) / max(np.linalg.norm(x) + np.linalg.norm(y), floor))
+
+
+def _float64_arrays(who, x, y):
+    """x and y as float64 ndarrays of the same shape (numbers, arrays or Tensors; a TypeError
+    for anything else, a ValueError when the shapes differ)."""
+    x, y = (_float64_array(who, name, value) for name, value in (("x", x), ("y", y)))
+    if x.shape != y.shape:
+        raise ValueError(f"{who}: shapes {x.shape} and {y.shape} differ")
+    return x, y
+
+
+def _float64_array(who, name, value):
     value = value.data if isinstance(value, Tensor) else value
     if isinstance(value, (str, bytes)) or np.asarray(value).dtype.kind not in "biuf":
-        raise TypeError(f"rel_error: {name} must be numbers, an array or a Tensor, got {describe(value)}")
+        raise TypeError(f"{who}: {name} must be numbers, an array or a Tensor, got {describe(value)}")
     return np.asarray(value, dtype=np.float64)
 
 
@@ -234,5 +272,27 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
 
     if not differentiable:
         raise ValueError("gradgradcheck: no input is a Tensor with requires_grad=True")
+    if not _recorded_first_derivatives_agree(fn, inputs, grad_outputs, first_derivatives, atol, rtol,
+                                             raise_exception):
+        return False
     return gradcheck(first_derivatives, tuple(inputs) + tuple(grad_outputs), eps=eps, atol=atol,
                      rtol=rtol, raise_exception=raise_exception)
+
+
+def _recorded_first_derivatives_agree(fn, inputs, grad_outputs, first_derivatives, atol, rtol, raise_exception):
+    """The first derivatives a ``create_graph`` walk records must equal the plain walk's (which gradcheck
+    checks against finite differences): a backward may run different code on Tensors than on arrays,
+    and the second-order check alone would only test the recorded path against itself."""
+    recorded = first_derivatives(*inputs, *grad_outputs)
+    wrt = [x for x in inputs if isinstance(x, Tensor) and x.requires_grad]
+    plain = autograd(list(_tensor_outputs(fn, inputs)), wrt, list(grad_outputs), allow_unused=True)
+    for k, (mine, theirs, x) in enumerate(zip(recorded, plain, wrt)):
+        theirs = np.zeros(x.shape) if theirs is None else theirs.data.astype(np.float64)
+        if not np.allclose(mine.data.astype(np.float64), theirs, atol=atol, rtol=rtol):
+            message = (f"gradgradcheck: the first derivative recorded with create_graph=True differs from the "
+                       f"plain backward's for differentiable input {k} (shape {x.shape}): max |difference| "
+                       f"{np.max(np.abs(mine.data - theirs)):.3g}")
+            if raise_exception:
+                raise GradcheckError(message)
+            return False
+    return True

@@ -25,7 +25,7 @@ import numpy as np
 
 from .bptt._checks import PARAM_NAMES
 from .bptt.crosscheck import reference_of
-from .bptt.sequence import sequence_backward, sequence_forward
+from .bptt.sequence import sequence_backward, sequence_forward, state_parts
 from .nn import init
 from .nn.cells import Cell, GRUCell, LSTMCell, RNNCell
 from .nn.recurrent import Recurrent, StackedRecurrent, per_step_gradients, per_step_parameter_aliases
@@ -71,7 +71,7 @@ def hidden_grad_norms(module, x, loss_fn=last_output_loss, state=None):
             raise ValueError(f"{type(cell).__name__}: the state after step {t} depends on nothing that "
                              f"requires grad, so no gradient reaches it")
         hidden.register_hook(_norm_recorder(norms, t))
-    grad(loss, list(_parts(initial)), allow_unused=True)
+    grad(loss, state_parts(initial), allow_unused=True)
     return norms
 
 
@@ -256,10 +256,6 @@ def _scalar_loss(loss_fn, outputs):
 
 def _hidden(state):
     return state if isinstance(state, Tensor) else state[0]
-
-
-def _parts(state):
-    return (state,) if isinstance(state, Tensor) else tuple(state)
 
 
 # ===================================================================== the commands

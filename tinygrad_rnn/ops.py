@@ -1,21 +1,16 @@
-"""Every differentiable primitive: its forward and its backward side by side.
+"""Every differentiable primitive, one block per op: its name, forward, what backward reads, backward.
 
-An op computes its output with its forward kernel, ``forward(ctx, *input arrays) -> data``, and
-hands ``Tensor._result`` the inputs (the tensors the gradient flows to), the backward function,
-``ctx`` (what forward and backward need that is not an array: axes, shapes, flags), ``save`` (which
-of the output and the inputs the backward reads) and the kernel itself, so that ``tape`` can replay
-the op on other arrays. Only the arrays backward reads are kept; the others are passed to it as a
-``Meta`` (their shape and dtype), so a temporary no backward reads is freed after the forward.
-A kernel computes everything from its arrays and ``ctx``: nothing in ``ctx`` depends on the data.
+An ``Op`` is an op's ``forward(ctx, *arrays) -> array`` and ``backward(g, out, ctx, *inputs) -> one
+gradient per input`` (None: nothing flows to that input), with ``reads``, the arrays backward reads:
+(the output?, the indices of the inputs, or None for all). Only those are kept in the graph, so a
+temporary that no backward reads is freed as soon as the program drops it. ``ctx`` holds what
+forward and backward need that is not an array (axes, shapes, flags); it never depends on the data.
 
-Every backward has the signature ``backward(g, out, ctx, *inputs) -> one gradient per input``.
-On the first-order path ``g``, ``out`` and ``inputs`` are ndarrays (or Metas); with
-``create_graph=True`` they are Tensors, and the same lines then record the backward pass as a graph. So a backward is
-written only with what ndarrays and Tensors share (operators, ``sum``, ``reshape``,
-``transpose``, indexing) plus the few helpers below that dispatch on type. A ``None`` gradient
-means "nothing flows to this input".
-
-Broadcasting follows NumPy; ``_unbroadcast`` sums a gradient back to its input's shape.
+On the first-order path ``g``, ``out`` and the inputs are ndarrays; with ``create_graph=True`` they
+are Tensors, and the same lines record the backward pass as a graph. So a backward is written only
+with what both share (operators, ``sum``, ``reshape``, ``.T``, indexing), plus the few helpers below
+that dispatch on type. Broadcasting follows NumPy; ``_unbroadcast`` sums a gradient back to its
+input's shape.
 """
 import builtins
 import collections
@@ -23,17 +18,34 @@ import collections
 import numpy as np
 
 from ._checks import AxisOutOfRangeError, is_int
-from .tensor import SAVE_ALL, IndexGrad, ProductGrad, Tensor
+from ._indexing import normalise_index, refuse_numpy_only_meaning
+from .tensor import IndexGrad, Tensor, add_at, read_values
 
-_result = Tensor._result
-# What a backward reads (``save=`` of ``Tensor._result``): the output, and which inputs.
-_NOTHING = (False, ())
-_OUTPUT = (True, ())
-_INPUTS = (False, None)
-_X_AND_WEIGHT = (False, (0, 1))
+# what a backward reads: (the output?, which inputs: a tuple of indices, or None for all)
+NOTHING, OUTPUT, INPUTS, ALL = (False, ()), (True, ()), (False, None), (True, None)
+
+
+class Op:
+    """A primitive: its ``name``, ``forward``, ``backward`` (None: no gradient flows) and ``reads``."""
+
+    __slots__ = ("name", "forward", "backward", "reads")
+
+    def __init__(self, name, forward, backward, reads=ALL):
+        self.name, self.forward, self.backward, self.reads = name, forward, backward, reads
+
+    def __call__(self, ctx, *inputs, reads=None):
+        """The op on Tensors: its forward on their arrays, as a Tensor with a node (``reads`` overrides)."""
+        return Tensor.from_op(self.forward(ctx, *[t.data for t in inputs]), inputs, self, ctx, reads)
+
+    def __repr__(self):
+        return f"Op({self.name!r})"
 
 
 # ===================================================================== helpers
+CONSTANT = Op("constant", None, None)
+CAST = Op("astype", lambda dtype, a: a.astype(dtype), None)
+
+
 def _constant(value, like):
     """A non-differentiable operand as a Tensor, in ``like``'s dtype when ``like`` is floating."""
     if isinstance(value, Tensor):
@@ -47,11 +59,7 @@ def _constant(value, like):
             raise TypeError(f"cannot combine a Tensor with an array of dtype {value.dtype}")
     elif not isinstance(value, (int, float, bool, np.number, np.bool_, list, tuple)):
         raise TypeError(f"cannot combine a Tensor with {type(value).__name__}")
-    return _result(np.asarray(value, dtype=dtype), (), None)
-
-
-def _astype_forward(dtype, a):
-    return a.astype(dtype)
+    return Tensor.from_op(np.asarray(value, dtype=dtype), (), CONSTANT)
 
 
 def _operands(a, b, name):
@@ -62,18 +70,26 @@ def _operands(a, b, name):
         a = _constant(a, b)
     da, db = a.data.dtype, b.data.dtype
     if da != db:
-        fa, fb = da.kind == "f", db.kind == "f"
-        if fa and fb:
+        if da.kind == "f" and db.kind == "f":
             raise TypeError(f"{name}: dtype mismatch {da} vs {db}; convert one side with .astype()")
-        if fa:
-            b = _result(_astype_forward(da, b.data), (b,), None, da, _NOTHING, _astype_forward)
-        elif fb:
-            a = _result(_astype_forward(db, a.data), (a,), None, db, _NOTHING, _astype_forward)
+        if da.kind == "f":
+            b = CAST(da, b)
+        elif db.kind == "f":
+            a = CAST(db, a)
     return a, b
 
 
-def _broadcast_error(name, a, b):
-    return ValueError(f"{name}: shapes {a.shape} and {b.shape} cannot be broadcast together")
+def _binary(op, a, b, ctx=None, reads=None):
+    """``op`` on two operands that broadcast together (numbers and arrays become constants)."""
+    a, b = _operands(a, b, op.name)
+    try:
+        return op(ctx, a, b, reads=reads)
+    except ValueError:
+        raise ValueError(f"{op.name}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+
+
+def _needs(x):
+    return isinstance(x, Tensor) and x.requires_grad
 
 
 def _unbroadcast(g, shape):
@@ -89,173 +105,111 @@ def _unbroadcast(g, shape):
 
 def _expand(g, shape):
     """Broadcast ``g`` to ``shape`` (a read-only view for ndarrays)."""
-    if type(g) is Tensor:
-        return broadcast_to(g, shape)
-    return np.broadcast_to(g, shape)
+    return broadcast_to(g, shape) if type(g) is Tensor else np.broadcast_to(g, shape)
 
 
-def op_name_of(function):
-    """An op's name from its forward or backward function's: ``_mul_backward`` -> "mul"."""
-    name = getattr(function, "__name__", "?").lstrip("_")
-    for suffix in ("_backward", "_forward"):
-        if name.endswith(suffix):
-            return name[:-len(suffix)]
-    return name
+def _values(x):
+    """The array of a Tensor or ndarray, for a backward's piecewise-constant factor (no graph through it)."""
+    return x.data if type(x) is Tensor else x
 
 
-def _log(x):
-    return x.log() if isinstance(x, Tensor) else np.log(x)
+def _permuted(x, dims):
+    """``x`` with its axes permuted (ndarrays call it ``transpose``, Tensors ``permute``)."""
+    return permute(x, dims) if type(x) is Tensor else x.transpose(dims)
 
 
 # ===================================================================== elementwise binary
 def add(a, b):
-    """a + b (broadcasting)."""
-    a, b = _operands(a, b, "add")
-    try:
-        data = _add_forward(None, a.data, b.data)
-    except ValueError:
-        raise _broadcast_error("add", a, b) from None
-    return _result(data, (a, b), _add_backward, None, _NOTHING, _add_forward)
+    """a + b (broadcasting).  d/da = d/db = 1."""
+    return _binary(ADD, a, b)
 
 
-def _add_forward(ctx, a, b):
-    return a + b
-
-
-def _add_backward(g, out, ctx, a, b):
-    return _unbroadcast(g, a.shape), _unbroadcast(g, b.shape)
+ADD = Op("add", lambda ctx, a, b: a + b, lambda g, out, ctx, a, b: (_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)),
+         NOTHING)
 
 
 def sub(a, b):
-    """a - b (broadcasting)."""
-    a, b = _operands(a, b, "sub")
-    try:
-        data = _sub_forward(None, a.data, b.data)
-    except ValueError:
-        raise _broadcast_error("sub", a, b) from None
-    return _result(data, (a, b), _sub_backward, None, _NOTHING, _sub_forward)
+    """a - b (broadcasting).  d/da = 1, d/db = -1."""
+    return _binary(SUB, a, b)
 
 
-def _sub_forward(ctx, a, b):
-    return a - b
-
-
-def _sub_backward(g, out, ctx, a, b):
-    return _unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)
+SUB = Op("sub", lambda ctx, a, b: a - b, lambda g, out, ctx, a, b: (_unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)),
+         NOTHING)
 
 
 def mul(a, b):
-    """a * b (broadcasting)."""
-    a, b = _operands(a, b, "mul")
-    try:
-        data = _mul_forward(None, a.data, b.data)
-    except ValueError:
-        raise _broadcast_error("mul", a, b) from None
-    needs = (a.requires_grad, b.requires_grad)  # g * b is a's gradient, g * a b's: compute and keep only those needed
-    return _result(data, (a, b), _mul_backward, needs, (False, (1,) if needs == (True, False) else
-                                                       (0,) if needs == (False, True) else None), _mul_forward)
-
-
-def _mul_forward(needs, a, b):
-    return a * b
+    """a * b (broadcasting).  d/da = b, d/db = a: each gradient reads the other operand, so only the
+    operands whose partner needs a gradient are kept (``ctx``: which inputs need one)."""
+    needs = (_needs(a), _needs(b))
+    return _binary(MUL, a, b, needs, (False, (1,) if needs == (True, False) else (0,) if needs == (False, True) else None))
 
 
 def _mul_backward(g, out, needs, a, b):
     return (_unbroadcast(g * b, a.shape) if needs[0] else None), (_unbroadcast(g * a, b.shape) if needs[1] else None)
 
 
+MUL = Op("mul", lambda needs, a, b: a * b, _mul_backward)
+
+
 def div(a, b):
-    """a / b (broadcasting)."""
-    a, b = _operands(a, b, "div")
-    try:
-        data = _div_forward(None, a.data, b.data)
-    except ValueError:
-        raise _broadcast_error("div", a, b) from None
-    return _result(data, (a, b), _div_backward, None, _INPUTS, _div_forward)
+    """a / b (broadcasting).  d/da = 1/b, d/db = -a/b^2."""
+    return _binary(DIV, a, b)
 
 
-def _div_forward(ctx, a, b):
-    return a / b
-
-
-def _div_backward(g, out, ctx, a, b):
-    # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
-    return _unbroadcast(g / b, a.shape), _unbroadcast(-g * a / (b * b), b.shape)
+DIV = Op("div", lambda ctx, a, b: a / b,
+         lambda g, out, ctx, a, b: (_unbroadcast(g / b, a.shape), _unbroadcast(-g * a / (b * b), b.shape)), INPUTS)
 
 
 def pow(a, b):
-    """a ** b: a number exponent, or a tensor exponent (then a must be positive where b needs grad)."""
+    """a ** b: a number exponent (d/da = p a^(p-1), zero for p = 0), or a tensor exponent
+    (d/da = b a^(b-1), d/db = a^b log a, computed only where needed: log a is NaN for a < 0)."""
     if isinstance(a, Tensor) and type(b) in (int, float):  # not np.float64: it would upcast float32
-        return _result(_pow_scalar_forward(b, a.data), (a,), _pow_scalar_backward, b, _INPUTS, _pow_scalar_forward)
-    a, b = _operands(a, b, "pow")
-    try:
-        data = _pow_forward(None, a.data, b.data)
-    except ValueError:
-        raise _broadcast_error("pow", a, b) from None
-    return _result(data, (a, b), _pow_backward, (a.requires_grad, b.requires_grad), SAVE_ALL, _pow_forward)
+        return POW_NUMBER(b, a)
+    return _binary(POW, a, b, (_needs(a), _needs(b)))
 
 
-def _pow_scalar_forward(exponent, a):
-    return a ** exponent
-
-
-def _pow_forward(ctx, a, b):
-    return a ** b
-
-
-def _pow_scalar_backward(g, out, exponent, a):
-    # d(a^p)/da = p a^(p-1)  (zero for p = 0, also where a = 0)
-    if exponent == 0:
-        return (g * 0,)
-    return (g * (exponent * a ** (exponent - 1)),)
+def _pow_number_backward(g, out, exponent, a):
+    return (g * 0,) if exponent == 0 else (g * (exponent * a ** (exponent - 1)),)
 
 
 def _pow_backward(g, out, needs, a, b):
-    # d(a^b)/da = b a^(b-1);  d(a^b)/db = a^b log(a)  (only where needed: log(a) is NaN for a < 0)
-    need_a, need_b = needs
-    ga = _unbroadcast(g * b * a ** (b - 1), a.shape) if need_a else None
-    gb = _unbroadcast(g * out * _log(a), b.shape) if need_b else None
-    return ga, gb
+    return (_unbroadcast(g * b * a ** (b - 1), a.shape) if needs[0] else None,
+            _unbroadcast(g * out * _log(a), b.shape) if needs[1] else None)
+
+
+def _log(x):
+    return x.log() if type(x) is Tensor else np.log(x)
+
+
+POW_NUMBER = Op("pow", lambda exponent, a: a ** exponent, _pow_number_backward, INPUTS)
+POW = Op("pow", lambda needs, a, b: a ** b, _pow_backward)
 
 
 def neg(a):
     """-a."""
-    return _result(_neg_forward(None, a.data), (a,), _neg_backward, None, _NOTHING, _neg_forward)
+    return NEG(None, a)
 
 
-def _neg_forward(ctx, a):
-    return -a
+NEG = Op("neg", lambda ctx, a: -a, lambda g, out, ctx, a: (-g,), NOTHING)
 
 
-def _neg_backward(g, out, ctx, a):
-    return (-g,)
-
-
-# ===================================================================== matmul
+# ===================================================================== products
 def matmul(a, b):
-    """a @ b with NumPy's rules: 1-D operands are vectors, leading axes broadcast as batches."""
+    """a @ b with NumPy's rules: 1-D operands are vectors, leading axes broadcast as batches.
+    For matrices d/da = g b^T, d/db = a^T g."""
     a, b = _operands(a, b, "matmul")
     try:
-        data = _matmul_forward(None, a.data, b.data)
+        return MATMUL((a.requires_grad, b.requires_grad), a, b)
     except ValueError:
-        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match "
-                         f"(inner sizes {a.shape[-1:]} and {b.shape[-2:-1] or b.shape}; "
-                         f"batch axes must broadcast)") from None
-    return _result(data, (a, b), _matmul_backward, (a.requires_grad, b.requires_grad), _INPUTS, _matmul_forward)
-
-
-def _matmul_forward(ctx, a, b):
-    return a @ b
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match (inner sizes {a.shape[-1:]} and "
+                         f"{b.shape[-2:-1] or b.shape}; batch axes must broadcast)") from None
 
 
 def _matmul_backward(g, out, needs, a, b):
     need_a, need_b = needs
     if a.ndim == 2 and b.ndim == 2:  # the common case: (n, k) @ (k, m)
-        gb = None
-        if need_b:  # a^T g; first order: left as factors, so a weight used at T steps gets one product
-            gb = ProductGrad(a, g) if type(g) is np.ndarray else a.T @ g
-        return (g @ b.T if need_a else None), gb
-    # promote vectors to matrices: a (k,) -> (1, k), b (k,) -> (k, 1); g gets the matching axes
+        return (g @ b.T if need_a else None), (a.T @ g if need_b else None)
+    # vectors as matrices: a (k,) -> (1, k), b (k,) -> (k, 1); g gets the matching axes
     a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
     b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
     g2 = g
@@ -268,27 +222,28 @@ def _matmul_backward(g, out, needs, a, b):
     return ga, gb
 
 
+def _swap_last(x):
+    return _permuted(x, tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2))
+
+
+MATMUL = Op("matmul", lambda needs, a, b: a @ b, _matmul_backward, INPUTS)
+
+
 def linear(x, weight, bias=None):
     """x W^T + b, as ``torch.nn.functional.linear``: x (N, in), W (out, in), b (out,) -> (N, out).
-
-    One op instead of a transpose, a matmul and an add; W's gradient g^T x stays factored
-    (``ProductGrad``), so a weight applied at every time step gets its gradient in one product.
-    """
+    dx = g W, dW = g^T x, db = the sum of g over the batch."""
     x, weight = _operands(x, weight, "linear")
     if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[1]:
-        raise ValueError(f"linear: input {x.shape} and weight {weight.shape} do not match: expected "
-                         f"(N, in) and (out, in)")
+        raise ValueError(f"linear: input {x.shape} and weight {weight.shape} do not match: expected (N, in) and (out, in)")
     if bias is None:
-        return _result(_linear_forward(None, x.data, weight.data), (x, weight), _linear_backward, x.requires_grad,
-                       _INPUTS, _linear_forward)
+        return LINEAR(x.requires_grad, x, weight)
     bias = _constant(bias, weight)
     if bias.shape != (weight.shape[0],) or bias.dtype != weight.dtype:
         raise ValueError(f"linear: bias {bias.shape} {bias.dtype} does not fit weight {weight.shape} {weight.dtype}")
-    return _result(_linear_forward(None, x.data, weight.data, bias.data), (x, weight, bias), _linear_backward,
-                   x.requires_grad, _X_AND_WEIGHT, _linear_forward)
+    return LINEAR(x.requires_grad, x, weight, bias)
 
 
-def _linear_forward(ctx, x, weight, bias=None):
+def _linear_forward(need_x, x, weight, bias=None):
     data = x @ weight.T
     if bias is not None:
         data += bias
@@ -296,60 +251,42 @@ def _linear_forward(ctx, x, weight, bias=None):
 
 
 def _linear_backward(g, out, need_x, x, weight, bias=None):
-    # dx = g W;  dW = g^T x (first order: left as factors);  db = sum over the batch of g
-    gw = ProductGrad(g, x) if type(g) is np.ndarray else g.T @ x
     gx = g @ weight if need_x else None
-    return (gx, gw) if bias is None else (gx, gw, g.sum(axis=0))
+    return (gx, g.T @ x) if bias is None else (gx, g.T @ x, g.sum(axis=0))
 
 
-def _swap_last(x):
-    return _permuted(x, tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2))
+LINEAR = Op("linear", _linear_forward, _linear_backward, (False, (0, 1)))
 
 
 # ===================================================================== elementwise unary
 def exp(a):
-    """e^a."""
-    return _result(_exp_forward(None, a.data), (a,), _exp_backward, None, _OUTPUT, _exp_forward)
+    """e^a.  d/da = e^a, the output."""
+    return EXP(None, a)
 
 
-def _exp_forward(ctx, a):
-    return np.exp(a)
-
-
-def _exp_backward(g, out, ctx, a):
-    return (g * out,)
+EXP = Op("exp", lambda ctx, a: np.exp(a), lambda g, out, ctx, a: (g * out,), OUTPUT)
 
 
 def log(a):
-    """Natural logarithm."""
-    return _result(_log_forward(None, a.data), (a,), _log_backward, None, _INPUTS, _log_forward)
+    """Natural logarithm.  d/da = 1/a."""
+    return LOG(None, a)
 
 
-def _log_forward(ctx, a):
-    return np.log(a)
-
-
-def _log_backward(g, out, ctx, a):
-    return (g / a,)
+LOG = Op("log", lambda ctx, a: np.log(a), lambda g, out, ctx, a: (g / a,), INPUTS)
 
 
 def tanh(a):
-    """tanh(a); no overflow at any input."""
-    return _result(_tanh_forward(None, a.data), (a,), _tanh_backward, None, _OUTPUT, _tanh_forward)
+    """tanh(a), no overflow at any input.  d/da = 1 - tanh(a)^2, from the output."""
+    return TANH(None, a)
 
 
-def _tanh_forward(ctx, a):
-    return np.tanh(a)
-
-
-def _tanh_backward(g, out, ctx, a):
-    return (g * (1 - out * out),)
+TANH = Op("tanh", lambda ctx, a: np.tanh(a), lambda g, out, ctx, a: (g * (1 - out * out),), OUTPUT)
 
 
 def sigmoid(a):
-    """σ(a) = 1 / (1 + e^-a). Where e^-a overflows (a < -88 in float32) it is inf and σ exactly 0,
-    the correctly rounded value, so that overflow is expected and not reported."""
-    return _result(_sigmoid_forward(None, a.data), (a,), _sigmoid_backward, None, _OUTPUT, _sigmoid_forward)
+    """σ(a) = 1 / (1 + e^-a).  d/da = σ(1 - σ), from the output. Where e^-a overflows (a < -88 in
+    float32) it is inf and σ exactly 0, the correctly rounded value, so that overflow is not reported."""
+    return SIGMOID(None, a)
 
 
 def _sigmoid_forward(ctx, x):
@@ -361,63 +298,40 @@ def _sigmoid_forward(ctx, x):
     return e.reshape(x.shape)
 
 
-def _sigmoid_backward(g, out, ctx, a):
-    return (g * out * (1 - out),)
+SIGMOID = Op("sigmoid", _sigmoid_forward, lambda g, out, ctx, a: (g * out * (1 - out),), OUTPUT)
 
 
 def relu(a):
-    """max(a, 0); the gradient at 0 is 0."""
-    return _result(_relu_forward(None, a.data), (a,), _relu_backward, None, _OUTPUT, _relu_forward)
+    """max(a, 0).  d/da = 1 where a > 0 (exactly where the output is > 0), else 0 (0 at a = 0)."""
+    return RELU(None, a)
 
 
-def _relu_forward(ctx, a):
-    return a * (a > 0)
-
-
-def _relu_backward(g, out, ctx, a):
-    return (g * (out > 0),)  # out > 0 exactly where a > 0
+RELU = Op("relu", lambda ctx, a: a * (a > 0), lambda g, out, ctx, a: (g * (_values(out) > 0),), OUTPUT)
 
 
 def abs(a):
-    """|a|; the gradient at 0 is 0."""
-    return _result(_abs_forward(None, a.data), (a,), _abs_backward, None, _INPUTS, _abs_forward)
+    """|a|.  d/da = sign(a) (0 at a = 0)."""
+    return ABS(None, a)
 
 
-def _abs_forward(ctx, a):
-    return np.abs(a)
-
-
-def _abs_backward(g, out, ctx, a):
-    sign = Tensor(np.sign(a.data)) if type(a) is Tensor else np.sign(a)  # piecewise constant: no graph
-    return (g * sign,)
+ABS = Op("abs", lambda ctx, a: np.abs(a), lambda g, out, ctx, a: (g * np.sign(_values(a)),), INPUTS)
 
 
 def sqrt(a):
-    """√a."""
-    return _result(_sqrt_forward(None, a.data), (a,), _sqrt_backward, None, _OUTPUT, _sqrt_forward)
+    """√a.  d/da = 1 / (2√a), from the output."""
+    return SQRT(None, a)
 
 
-def _sqrt_forward(ctx, a):
-    return np.sqrt(a)
-
-
-def _sqrt_backward(g, out, ctx, a):
-    return (g * 0.5 / out,)
+SQRT = Op("sqrt", lambda ctx, a: np.sqrt(a), lambda g, out, ctx, a: (g * 0.5 / out,), OUTPUT)
 
 
 def clip(a, low=None, high=None):
-    """a limited to [low, high] (either bound may be None); the gradient flows where low <= a <= high."""
-    bounds = (low, high)
-    return _result(_clip_forward(bounds, a.data), (a,), _clip_backward, bounds, _INPUTS, _clip_forward)
-
-
-def _clip_forward(bounds, a):
-    return np.clip(a, *bounds)
+    """a limited to [low, high] (either may be None).  d/da = 1 where low <= a <= high, else 0."""
+    return CLIP((low, high), a)
 
 
 def _clip_backward(g, out, bounds, a):
-    low, high = bounds
-    x = a.data if type(a) is Tensor else a  # the mask is piecewise constant: no graph
+    (low, high), x = bounds, _values(a)
     inside = np.ones(x.shape, dtype=bool)
     if low is not None:
         inside &= x >= low
@@ -426,15 +340,16 @@ def _clip_backward(g, out, bounds, a):
     return (g * inside,)
 
 
+CLIP = Op("clip", lambda bounds, a: np.clip(a, *bounds), _clip_backward, INPUTS)
+
+
 def astype(a, dtype):
     """A copy in another dtype; the gradient is cast back (none flows through a non-float result)."""
     dtype = np.dtype(dtype)
-    backward = _astype_backward if dtype.kind == "f" else None
-    return _result(_astype_forward(dtype, a.data), (a,), backward, dtype, _NOTHING, _astype_forward)
+    return (ASTYPE if dtype.kind == "f" else CAST)(dtype, a)
 
 
-def _astype_backward(g, out, ctx, a):
-    return (g.astype(a.dtype),)
+ASTYPE = Op("astype", lambda dtype, a: a.astype(dtype), lambda g, out, dtype, a: (g.astype(a.dtype),), NOTHING)
 
 
 # ===================================================================== reductions
@@ -451,17 +366,20 @@ def _normalise_axis(axis, ndim):
     return tuple(sorted(int(ax) % ndim for ax in axes))
 
 
+def _kept_axes(g, axes, keepdims, shape):
+    """A reduction's gradient with the reduced axes back as size 1 (what ``keepdims`` would have kept)."""
+    return g if keepdims else g.reshape(tuple(1 if i in axes else n for i, n in enumerate(shape)))
+
+
 def sum(a, axis=None, keepdims=False):
-    """Sum over ``axis`` (None: all axes)."""
-    ctx = (_normalise_axis(axis, a.ndim), keepdims, None)
-    return _result(_sum_forward(ctx, a.data), (a,), _sum_backward, ctx, _NOTHING, _sum_forward)
+    """Sum over ``axis`` (None: all axes).  d/da = 1 for every element summed."""
+    return SUM((_normalise_axis(axis, a.ndim), keepdims, None), a)
 
 
 def mean(a, axis=None, keepdims=False):
-    """Mean over ``axis`` (None: all axes)."""
+    """Mean over ``axis`` (None: all axes).  d/da = 1/count."""
     axes = _normalise_axis(axis, a.ndim)
-    ctx = (axes, keepdims, int(np.prod([a.shape[ax] for ax in axes])))
-    return _result(_sum_forward(ctx, a.data), (a,), _sum_backward, ctx, _NOTHING, _sum_forward)
+    return MEAN((axes, keepdims, int(np.prod([a.shape[ax] for ax in axes]))), a)
 
 
 def _sum_forward(ctx, a):
@@ -473,36 +391,38 @@ def _sum_forward(ctx, a):
 
 def _sum_backward(g, out, ctx, a):
     axes, keepdims, count = ctx
-    if not keepdims:
-        g = g.reshape(tuple(1 if i in axes else n for i, n in enumerate(a.shape)))
-    g = _expand(g, a.shape)
+    g = _expand(_kept_axes(g, axes, keepdims, a.shape), a.shape)
     return (g if count is None else g / count,)
 
 
+SUM = Op("sum", _sum_forward, _sum_backward, NOTHING)
+MEAN = Op("mean", _sum_forward, _sum_backward, NOTHING)
+
+
 def amax(a, axis=None, keepdims=False):
-    """Maximum over ``axis`` (None: all axes; an int or a tuple), as ``torch.amax`` / ``np.max``:
-    ties share the gradient equally."""
-    axes = _normalise_axis(axis, a.ndim)
+    """Maximum over ``axis`` (None: all axes; an int or a tuple), as ``torch.amax`` / ``np.max``.
+    d/da = 1/k at each of the k elements equal to the maximum (ties share it), else 0."""
     if a.data.size == 0:
         raise ValueError(f"amax: a tensor of shape {a.shape} has no elements to take the maximum of")
-    top = a.data.max(axis=axes, keepdims=True)
-    is_top = a.data == top
-    share = is_top / is_top.sum(axis=axes, keepdims=True).astype(a.dtype)
-    data = top if keepdims else top.reshape(tuple(n for i, n in enumerate(a.shape) if i not in axes))
-    return _result(data, (a,), _max_backward, (axes, keepdims, share.astype(a.dtype)), _NOTHING)
+    return AMAX((_normalise_axis(axis, a.ndim), keepdims), a)
 
 
+def _amax_backward(g, out, ctx, a):
+    axes, keepdims = ctx
+    is_top = _values(a) == _kept_axes(_values(out), axes, keepdims, a.shape)  # piecewise constant: no graph
+    share = (is_top / is_top.sum(axis=axes, keepdims=True)).astype(a.dtype)
+    return (_expand(_kept_axes(g, axes, keepdims, a.shape), a.shape) * share,)
+
+
+AMAX = Op("amax", lambda ctx, a: a.max(axis=ctx[0], keepdims=ctx[1]), _amax_backward)
 MaxResult = collections.namedtuple("MaxResult", ["values", "indices"])
 
 
 def max(a, dim=None, keepdim=False, *, axis=None, keepdims=None):
     """``a.max()``: the largest element (ties share the gradient, as ``amax``). ``a.max(dim)``: as
-    ``torch.max(a, dim)``, the pair (values, indices) of the maximum along ``dim``; the gradient
-    flows to the element each index points at (the first of equal ones).
-
-    NumPy's ``max(axis=...)`` returns the values alone, PyTorch's the pair: that spelling is refused,
-    and the values alone are ``amax(axis)``.
-    """
+    ``torch.max(a, dim)``, the pair (values, indices) along ``dim``; the gradient flows to the element
+    each index points at (the first of equal ones). NumPy's ``max(axis=...)`` means the values alone,
+    PyTorch's the pair: that spelling is refused (the values alone are ``amax(axis)``)."""
     if axis is not None or keepdims is not None:
         raise TypeError("max(axis=...) gives the values in NumPy but (values, indices) in PyTorch: write "
                         "amax(axis, keepdims) for the values, or max(dim, keepdim) for the pair")
@@ -517,20 +437,13 @@ def max(a, dim=None, keepdim=False, *, axis=None, keepdims=None):
         _normalise_axis(dim, 1)
         return MaxResult(a.reshape(()), Tensor(np.zeros((), dtype=np.int64)))
     (axis,) = _normalise_axis(dim, a.ndim)
-    indices = np.argmax(a.data, axis=axis)  # the first of equal maxima, as NumPy and PyTorch's CPU kernel
+    indices = np.argmax(read_values(a, "max(dim)"), axis=axis)  # the first of equal maxima, as NumPy and PyTorch
     grid = list(np.indices(indices.shape, sparse=True))
     grid.insert(axis, indices)
     values = getitem(a, tuple(grid))
     if keepdim:
         values, indices = values.reshape(values.shape[:axis] + (1,) + values.shape[axis:]), np.expand_dims(indices, axis)
     return MaxResult(values, Tensor(indices))
-
-
-def _max_backward(g, out, ctx, a):
-    axes, keepdims, share = ctx
-    if not keepdims:
-        g = g.reshape(tuple(1 if i in axes else n for i, n in enumerate(a.shape)))
-    return (_expand(g, a.shape) * share,)
 
 
 # ===================================================================== shape
@@ -541,51 +454,29 @@ def reshape(a, *shape):
     if not all(map(is_int, shape)):
         raise TypeError(f"reshape: sizes must be ints, got {shape}")
     try:
-        data = _reshape_forward(shape, a.data)
+        return RESHAPE(shape, a)
     except ValueError:
         raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) "
                          f"into {shape}") from None
-    return _result(data, (a,), _reshape_backward, shape, _NOTHING, _reshape_forward)
 
 
-def _reshape_forward(shape, a):
-    return a.reshape(shape)
-
-
-def _reshape_backward(g, out, ctx, a):
-    return (g.reshape(a.shape),)
+RESHAPE = Op("reshape", lambda shape, a: a.reshape(shape), lambda g, out, shape, a: (g.reshape(a.shape),), NOTHING)
 
 
 def permute(a, *dims):
     """The axes reordered, as ``torch.permute``: result axis i is input axis ``dims[i]``
-    (``permute(2, 0, 1)`` or ``permute((2, 0, 1))``; negative axes count from the end)."""
+    (``permute(2, 0, 1)`` or ``permute((2, 0, 1))``). The gradient moves its axes back."""
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
     if not all(map(is_int, dims)):
         raise TypeError(f"permute: dims must be integers, got {dims!r}")
-    dims = tuple(int(d) + a.ndim if d < 0 else int(d) for d in dims)  # non-negative, for the inverse below
+    dims = tuple(int(d) + a.ndim if d < 0 else int(d) for d in dims)
     if sorted(dims) != list(range(a.ndim)):
         raise ValueError(f"permute: dims {dims} are not a permutation of the axes of a tensor of shape {a.shape}")
-    ctx = (dims, tuple(int(d) for d in np.argsort(dims)))
-    return _result(_permute_forward(ctx, a.data), (a,), _permute_backward, ctx, _NOTHING, _permute_forward)
+    return PERMUTE((dims, tuple(int(d) for d in np.argsort(dims))), a)  # ctx: the permutation and its inverse
 
 
-def _permute_forward(ctx, a):
-    """``ctx = (dims, their inverse permutation)``."""
-    return a.transpose(ctx[0])
-
-
-def _permute_backward(g, out, ctx, a):
-    # the gradient moves its axes back: the inverse permutation
-    return (_permuted(g, ctx[1]),)
-
-
-_permute_backward.passes_product_grad = True  # a weight's gradient stays factored through W.T
-
-
-def _permuted(x, dims):
-    """``x`` with its axes permuted, for an ndarray, a factored gradient or a Tensor (create_graph)."""
-    return permute(x, dims) if type(x) is Tensor else x.transpose(dims)
+PERMUTE = Op("permute", lambda ctx, a: a.transpose(ctx[0]), lambda g, out, ctx, a: (_permuted(g, ctx[1]),), NOTHING)
 
 
 def transpose(a, *dims):
@@ -618,109 +509,47 @@ def broadcast_to(a, shape):
     """``a`` repeated along broadcast axes to ``shape``; the gradient is summed back."""
     shape = tuple(shape)
     try:
-        data = _broadcast_to_forward(shape, a.data)
+        return BROADCAST_TO(shape, a)
     except ValueError:
         raise ValueError(f"broadcast_to: shape {a.shape} cannot be broadcast to {shape}") from None
-    return _result(data, (a,), _broadcast_to_backward, shape, _NOTHING, _broadcast_to_forward)
 
 
-def _broadcast_to_forward(shape, a):
-    return np.broadcast_to(a, shape)
-
-
-def _broadcast_to_backward(g, out, ctx, a):
-    return (_unbroadcast(g, a.shape),)
+BROADCAST_TO = Op("broadcast_to", lambda shape, a: np.broadcast_to(a, shape),
+                  lambda g, out, shape, a: (_unbroadcast(g, a.shape),), NOTHING)
 
 
 # ===================================================================== indexing
-def _normalise_index(index):
-    """Indices as NumPy takes them (Tensors and lists to arrays) and whether they are all basic."""
-    items = index if isinstance(index, tuple) else (index,)
-    basic = True
-    out = []
-    for item in items:
-        if isinstance(item, Tensor):
-            item = item.data
-        if isinstance(item, list):
-            try:
-                item = np.asarray(item)
-            except ValueError:
-                raise IndexError(f"the index list {item!r} is ragged: its rows have different lengths") from None
-        if isinstance(item, np.ndarray):
-            if item.dtype.kind not in "iub":
-                raise IndexError(f"index arrays must be integer or bool, got dtype {item.dtype}")
-            basic = False
-        elif not (item is None or item is Ellipsis or isinstance(item, (slice, int, np.integer))):
-            raise IndexError(f"unsupported index {item!r} of type {type(item).__name__}")
-        out.append(item)
-    return (tuple(out) if isinstance(index, tuple) else out[0]), basic
-
-
-def _refuse_numpy_only_meaning(items, ndim):
-    """Refuse an index that NumPy and PyTorch read differently: an integer and an index array apart
-    (separated by a slice, ``...`` or None), as in ``x[3, 2:, [1, 3]]``.
-
-    NumPy counts the integer as an advanced index and, the two being apart, puts the index axes
-    first: shape (2, n). PyTorch applies the integer first (it drops that axis) and places the index
-    axes where the arrays stand among the rest, after the axes before them: shape (n, 2). The two
-    agree only when no result axis comes before the arrays in PyTorch's reading (or its arrays are
-    apart too, which puts them first in both); otherwise one spelling means two things: an error.
-    """
-    advanced = [k for k, item in enumerate(items) if isinstance(item, (int, np.integer, np.ndarray))]
-    integers = [k for k in advanced if not isinstance(items[k], np.ndarray)]
-    arrays = [k for k in advanced if isinstance(items[k], np.ndarray)]
-    if not integers or not arrays or advanced[-1] - advanced[0] + 1 == len(advanced):
-        return  # no integer, no array, or all together: both libraries keep the index axes in place
-    rest = [item for item in items if not isinstance(item, (int, np.integer)) or isinstance(item, np.ndarray)]
-    positions = [k for k, item in enumerate(rest) if isinstance(item, np.ndarray)]
-    if positions[-1] - positions[0] + 1 != len(positions):
-        return  # the arrays are apart in PyTorch's reading too: index axes first in both
-    consumed = builtins.sum(1 if not isinstance(item, np.ndarray) or item.dtype != bool else item.ndim
-                            for item in items if item is not None and item is not Ellipsis)
-    before = builtins.sum(ndim - consumed if item is Ellipsis else 1 for item in rest[:positions[0]])
-    if before:
-        raise IndexError("an integer and an index array separated by a slice, ... or None are read by different "
-                         "rules in NumPy and PyTorch (x[3, 2:, [1, 3]] is (2, n) in one, (n, 2) in the other). "
-                         "Write it unambiguously: index in two steps (x[3][2:, [1, 3]]), or make the integer "
-                         "an index array too (x[[3], 2:, [1, 3]]: both libraries put the index axes first)")
-
-
 def getitem(a, index):
-    """``a[index]``: basic slicing, integer arrays (repeated indices accumulate) and boolean masks."""
+    """``a[index]``: basic slicing, integer arrays (repeated indices accumulate) and boolean masks.
+    The gradient is ``g`` at ``index`` and zero elsewhere (an ``IndexGrad``, added in place)."""
     if type(index) is int and a.ndim:  # the per-time-step read x[t]
         if not -a.shape[0] <= index < a.shape[0]:
             raise IndexError(f"index {index} is out of range for axis 0 of a tensor of shape {a.shape}")
-        return _result(a.data[index], (a,), _getitem_backward, (index, True), _NOTHING, _getitem_forward)
-    tensor_index = any(isinstance(item, Tensor) for item in (index if isinstance(index, tuple) else (index,)))
-    index, basic = _normalise_index(index)
+        return GETITEM((index, True), a)
+    index, basic = normalise_index(index)
     if not basic:
-        _refuse_numpy_only_meaning(index if isinstance(index, tuple) else (index,), a.ndim)
+        refuse_numpy_only_meaning(index if isinstance(index, tuple) else (index,), a.ndim)
     try:
-        data = a.data[index]
+        return GETITEM((index, basic), a)
     except IndexError as error:
         raise IndexError(f"index {index!r} into a tensor of shape {a.shape}: {error}") from None
-    # a tensor used as an index is read as values: such a read cannot be replayed
-    return _result(data, (a,), _getitem_backward, (index, basic), _NOTHING, None if tensor_index else _getitem_forward)
-
-
-def _getitem_forward(ctx, a):
-    return a[ctx[0]]
 
 
 def _getitem_backward(g, out, ctx, a):
     index, basic = ctx
-    if type(g) is Tensor:
-        return (_scatter(g, index, basic, a.shape),)
-    return (IndexGrad(index, basic, g),)
+    return (SCATTER((index, basic, a.shape), g),) if type(g) is Tensor else (IndexGrad(index, basic, g),)
 
 
-def _scatter(g, index, basic, shape):
-    """zeros(shape) with ``g`` added at ``index``: the graph-recording form of getitem's backward."""
-    return _result(IndexGrad(index, basic, g.data).dense(shape), (g,), _scatter_backward, index, _NOTHING)
+def _scatter_forward(ctx, g):
+    """zeros(shape) with ``g`` added at ``index``: getitem's backward as an op, for ``create_graph``."""
+    index, basic, shape = ctx
+    buffer = np.zeros(shape, dtype=g.dtype)
+    add_at(buffer, IndexGrad(index, basic, g))
+    return buffer
 
 
-def _scatter_backward(g, out, index, source):
-    return (g[index],)
+GETITEM = Op("getitem", lambda ctx, a: a[ctx[0]], _getitem_backward, NOTHING)
+SCATTER = Op("scatter", _scatter_forward, lambda g, out, ctx, source: (g[ctx[0]],), NOTHING)
 
 
 def split(a, split_size_or_sections, axis=0):
@@ -738,12 +567,8 @@ def split(a, split_size_or_sections, axis=0):
             raise ValueError(f"split: sizes {sizes} add up to {builtins.sum(sizes)}, "
                              f"but axis {axis} has length {length}")
     lead = (slice(None),) * (axis % a.ndim)
-    pieces, start = [], 0
-    for size in sizes:
-        index = lead + (slice(start, start + size),)
-        pieces.append(_result(a.data[index], (a,), _getitem_backward, (index, True), _NOTHING, _getitem_forward))
-        start += size
-    return pieces
+    ends = np.cumsum(sizes)
+    return [GETITEM((lead + (slice(int(end) - size, int(end)),), True), a) for size, end in zip(sizes, ends)]
 
 
 def chunk(a, chunks, axis=0):
@@ -761,23 +586,20 @@ def _axis_length(a, axis, name):
     return a.shape[axis]
 
 
+# ===================================================================== joining
 def concat(tensors, axis=0):
-    """Join tensors along an existing axis."""
+    """Join tensors along an existing axis; each gets its slice of the gradient."""
     tensors = _same_dtype(tensors, "concat")
     if tensors[0].ndim == 0:
         raise ValueError("concat: 0-d tensors have no axis to join along; use stack to make a new one")
     _axis_in_range(axis, tensors[0].ndim, "concat", tensors)
+    axis %= tensors[0].ndim
+    ends = tuple(int(end) for end in np.cumsum([t.shape[axis] for t in tensors]))
     try:
-        data = np.concatenate([t.data for t in tensors], axis=axis)
+        return CONCAT((axis, ends), *tensors)
     except ValueError:
         raise ValueError(f"concat along axis {axis}: shapes {[t.shape for t in tensors]} do not match "
                          f"off that axis") from None
-    ends = tuple(int(end) for end in np.cumsum([t.shape[axis] for t in tensors]))
-    return _result(data, tuple(tensors), _concat_backward, (axis % data.ndim, ends), _NOTHING, _concat_forward)
-
-
-def _concat_forward(ctx, *arrays):
-    return np.concatenate(arrays, axis=ctx[0])
 
 
 def _concat_backward(g, out, ctx, *inputs):
@@ -786,24 +608,21 @@ def _concat_backward(g, out, ctx, *inputs):
     return tuple(g[lead + (slice(end - x.shape[axis], end),)] for x, end in zip(inputs, ends))
 
 
+CONCAT = Op("concat", lambda ctx, *arrays: np.concatenate(arrays, axis=ctx[0]), _concat_backward, NOTHING)
+
+
 def stack(tensors, axis=0):
-    """Join same-shaped tensors along a new axis."""
+    """Join same-shaped tensors along a new axis; each gets its slice of the gradient."""
     tensors = _same_dtype(tensors, "stack")
     _axis_in_range(axis, tensors[0].ndim + 1, "stack", tensors)
     try:
-        data = np.stack([t.data for t in tensors], axis=axis)
+        return STACK(axis % (tensors[0].ndim + 1), *tensors)
     except ValueError:
         raise ValueError(f"stack: all tensors need the same shape, got {[t.shape for t in tensors]}") from None
-    return _result(data, tuple(tensors), _stack_backward, axis % data.ndim, _NOTHING, _stack_forward)
 
 
-def _stack_forward(axis, *arrays):
-    return np.stack(arrays, axis=axis)
-
-
-def _stack_backward(g, out, axis, *inputs):
-    lead = (slice(None),) * axis
-    return tuple(g[lead + (i,)] for i in range(len(inputs)))
+STACK = Op("stack", lambda axis, *arrays: np.stack(arrays, axis=axis),
+           lambda g, out, axis, *inputs: tuple(g[(slice(None),) * axis + (i,)] for i in range(len(inputs))), NOTHING)
 
 
 def _axis_in_range(axis, ndim, name, tensors):
@@ -812,7 +631,7 @@ def _axis_in_range(axis, ndim, name, tensors):
         raise TypeError(f"{name}: axis must be an integer, got {axis!r}")
     if not -ndim <= axis < ndim:
         raise AxisOutOfRangeError(f"{name}: axis {axis} is out of range for tensors of shape {tensors[0].shape} "
-                         f"(the axis must be in [{-ndim}, {ndim - 1}])")
+                                  f"(the axis must be in [{-ndim}, {ndim - 1}])")
 
 
 def _same_dtype(tensors, name):
@@ -829,85 +648,70 @@ def _same_dtype(tensors, name):
 
 
 def where(condition, a, b):
-    """Elementwise ``a`` where ``condition`` else ``b`` (broadcasting); the condition is not differentiated."""
+    """Elementwise ``a`` where ``condition`` else ``b`` (broadcasting): d/da = condition, d/db = not
+    condition; the condition itself is not differentiated."""
     if not isinstance(condition, Tensor):
-        condition = _result(np.asarray(condition), (), None)
+        condition = Tensor.from_op(np.asarray(condition), (), CONSTANT)
     if condition.dtype != bool:
         raise TypeError(f"where: the condition must be boolean, got dtype {condition.dtype}")
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         a = Tensor(a)  # two constants: a number takes the default dtype
     a, b = _operands(a, b, "where")
     try:
-        data = _where_forward(None, condition.data, a.data, b.data)
+        return WHERE(None, condition, a, b)
     except ValueError:
         raise ValueError(f"where: condition {condition.shape}, {a.shape} and {b.shape} cannot be "
                          f"broadcast together") from None
-    return _result(data, (condition, a, b), _where_backward, None, (False, (0,)), _where_forward)
 
 
-def _where_forward(ctx, cond, a, b):
-    return np.where(cond, a, b)
+def _where_backward(g, out, ctx, condition, a, b):
+    condition = _values(condition)
+    return None, _unbroadcast(g * condition, a.shape), _unbroadcast(g * ~condition, b.shape)
 
 
-def _where_backward(g, out, ctx, cond, a, b):
-    cond = cond.data if type(cond) is Tensor else cond  # never differentiated
-    return None, _unbroadcast(g * cond, a.shape), _unbroadcast(g * ~cond, b.shape)
+WHERE = Op("where", lambda ctx, condition, a, b: np.where(condition, a, b), _where_backward, (False, (0,)))
+
+
+def detach(a):
+    """A Tensor sharing ``a``'s data, cut off from the graph (no gradient flows through it)."""
+    return DETACH(None, a)
+
+
+DETACH = Op("detach", lambda ctx, a: a, None)
 
 
 # ===================================================================== comparisons (no gradient)
 def _comparison(ufunc):
-    def compare(a, b):
-        a, b = _operands(a, b, ufunc.__name__)
-        try:
-            return _result(ufunc(a.data, b.data), (a, b), None, ufunc, _NOTHING, _compare_forward)
-        except ValueError:
-            raise _broadcast_error(ufunc.__name__, a, b) from None
-    return compare
-
-
-def _compare_forward(ufunc, a, b):
-    return ufunc(a, b)
+    op = Op(ufunc.__name__, lambda ctx, a, b: ufunc(a, b), None)
+    return lambda a, b: _binary(op, a, b)
 
 
 # ===================================================================== the Tensor's operators and methods
-Tensor.__add__ = add
-Tensor.__radd__ = lambda a, b: add(b, a)
-Tensor.__sub__ = sub
-Tensor.__rsub__ = lambda a, b: sub(b, a)
-Tensor.__mul__ = mul
-Tensor.__rmul__ = lambda a, b: mul(b, a)
-Tensor.__truediv__ = div
-Tensor.__rtruediv__ = lambda a, b: div(b, a)
-Tensor.__pow__ = pow
-Tensor.__rpow__ = lambda a, b: pow(_constant(b, a), a)
-Tensor.__matmul__ = matmul
-Tensor.__rmatmul__ = lambda a, b: matmul(b, a)
-Tensor.__neg__ = neg
-Tensor.__lt__ = _comparison(np.less)
-Tensor.__le__ = _comparison(np.less_equal)
-Tensor.__gt__ = _comparison(np.greater)
-Tensor.__ge__ = _comparison(np.greater_equal)
-Tensor.__eq__ = _comparison(np.equal)
-Tensor.__ne__ = _comparison(np.not_equal)
-Tensor.__getitem__ = getitem
-Tensor.exp = exp
-Tensor.log = log
-Tensor.tanh = tanh
-Tensor.sigmoid = sigmoid
-Tensor.relu = relu
-Tensor.abs = abs
-Tensor.__abs__ = abs
-Tensor.sqrt = sqrt
-Tensor.clip = clip
-Tensor.astype = astype
-Tensor.sum = sum
-Tensor.mean = mean
-Tensor.max = max
-Tensor.amax = amax
-Tensor.reshape = reshape
-Tensor.permute = permute
-Tensor.transpose = transpose
+def _repr(t):
+    grad = ", requires_grad=True" if t.requires_grad else ""
+    return f"Tensor({np.array2string(t.data, prefix='Tensor(')}, dtype={t.data.dtype}{grad})"
+
+
+def _as_array(t, dtype=None, copy=None):
+    data = read_values(t, "np.asarray(tensor)")
+    return data if dtype is None else data.astype(dtype)
+
+
+Tensor.__repr__, Tensor.__len__, Tensor.__array__ = _repr, lambda t: len(t.data), _as_array
+Tensor.__bool__ = lambda t: bool(read_values(t, "bool(tensor)"))
+Tensor.numpy = lambda t: read_values(t, "tensor.numpy()")  # the underlying ndarray (shared, not copied)
+Tensor.item = lambda t: read_values(t, "tensor.item()").item()
+Tensor.__add__, Tensor.__radd__ = add, lambda a, b: add(b, a)
+Tensor.__sub__, Tensor.__rsub__ = sub, lambda a, b: sub(b, a)
+Tensor.__mul__, Tensor.__rmul__ = mul, lambda a, b: mul(b, a)
+Tensor.__truediv__, Tensor.__rtruediv__ = div, lambda a, b: div(b, a)
+Tensor.__pow__, Tensor.__rpow__ = pow, lambda a, b: pow(_constant(b, a), a)
+Tensor.__matmul__, Tensor.__rmatmul__ = matmul, lambda a, b: matmul(b, a)
+Tensor.__neg__, Tensor.__abs__, Tensor.__getitem__ = neg, abs, getitem
+Tensor.__lt__, Tensor.__le__ = _comparison(np.less), _comparison(np.less_equal)
+Tensor.__gt__, Tensor.__ge__ = _comparison(np.greater), _comparison(np.greater_equal)
+Tensor.__eq__, Tensor.__ne__ = _comparison(np.equal), _comparison(np.not_equal)
+for _method in (exp, log, tanh, sigmoid, relu, abs, sqrt, clip, astype, sum, mean, max, amax, reshape, permute,
+                transpose, broadcast_to, split, chunk, detach):
+    setattr(Tensor, _method.__name__, _method)
 Tensor.T = property(reversed_axes)
-Tensor.broadcast_to = broadcast_to
-Tensor.split = split
-Tensor.chunk = chunk

@@ -3,10 +3,9 @@
 The graph of a tensor is everything reachable from its node through the nodes' ``inputs``. Its
 vertices are:
 
-- ops (a node with a ``backward``): labelled with the op's name, read off the backward function's
-  name (``_mul_backward`` -> "mul"; ops that share a backward share its name: mean is "sum",
-  split pieces are "getitem"), and the shape. A recurrent layer replays its step as one
-  "recurrent_loop" op (``nn.scan``); under ``nn.replay(False)`` it is drawn unrolled, op by op;
+- ops (a node with an ``op``): labelled with the op's name (``Op.name``: split pieces are
+  "getitem") and the shape. The accelerator runs a recurrent layer as one "recurrent_loop" op;
+  under ``tr.fast(False)`` it is drawn unrolled, op by op;
 - parameters: leaves found in ``params`` (a Module, a {name: tensor} dict or (name, tensor) pairs),
   labelled with their name. A parameter is one vertex however many steps use it; its use count is
   the number of edges leaving it, and one used more than once is drawn as shared;
@@ -24,7 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ops import op_name_of
 from .tensor import Node, Tensor
 
 __all__ = ["to_dot", "render", "summary", "GraphCounts", "graph_counts"]
@@ -53,7 +51,7 @@ def _vertex_attributes(v, is_root, name, use_count):
             return (f'label="{escaped}\\n{shape}\\nparameter, used {use_count}x (shared)", '
                     f'style="filled,bold", fillcolor="#9ecae1", peripheries=2')
         return f'label="{escaped}\\n{shape}\\nparameter, used {use_count}x", fillcolor="#9ecae1"'
-    if isinstance(v, Node) and v.backward is not None:
+    if isinstance(v, Node) and v.op is not None:
         return f'label="{op_name(v)}\\n{shape}"' + (', fillcolor="#fdd0a2"' if is_root else "")
     return f'label="{_leaf_kind(v)}\\n{shape}", shape=ellipse, fillcolor="#e5e5e5"'
 
@@ -107,10 +105,10 @@ def graph_counts(loss, params=None):
     """
     vertices, _, uses = _graph(loss)
     names = _parameter_names(params)
-    ops = [v for v in vertices if isinstance(v, Node) and v.backward is not None]
+    ops = [v for v in vertices if isinstance(v, Node) and v.op is not None]
     counts = GraphCounts(
         ops=Counter(op_name(v) for v in ops),
-        leaves=Counter(_leaf_kind(v) for v in vertices if not (isinstance(v, Node) and v.backward is not None)
+        leaves=Counter(_leaf_kind(v) for v in vertices if not (isinstance(v, Node) and v.op is not None)
                        and v not in names),
         parameter_uses={names[v]: uses[v] for v in vertices if v in names})
     if not counts.parameter_uses or max(counts.parameter_uses.values()) < 2:
@@ -151,11 +149,11 @@ def summary(loss, params=None):
 
 
 def op_name(t):
-    """The op that made ``t`` (a Tensor or its Node), from its backward's name: ``_mul_backward`` -> "mul"."""
+    """The name of the op that made ``t`` (a Tensor or its Node)."""
     node = t._node if isinstance(t, Tensor) else t
-    if getattr(node, "backward", None) is None:
+    if getattr(node, "op", None) is None:
         raise ValueError("op_name needs the output of an op; this is a leaf, made by no op")
-    return op_name_of(node.backward)
+    return node.op.name
 
 
 def _counted(counter):

@@ -34,8 +34,8 @@ t = T-2, in the step that receives that gradient. ``where`` names the gates whos
 for the built-in cells (i, f, g, o / r, z, n) and otherwise the entries that disagree most.
 
 Errors: each row compares two gradients g_a, g_b of one tensor (the FD ones on the sampled
-entries only) by the relative error of rel_error (cs231n), taken over the tensor in the 2-norm
-rather than entry by entry:
+entries only) by ``rel_error_norm``: the relative error of rel_error (cs231n), taken over the
+tensor in the 2-norm rather than entry by entry:
 
     error = ||g_a - g_b|| / max(||g_a|| + ||g_b||, floor)
 
@@ -71,6 +71,7 @@ import numpy as np
 
 from .. import nn
 from ..functional import cross_entropy
+from ..gradcheck import rel_error_norm
 from ..nn.recurrent import per_step_gradients, per_step_parameter_aliases
 from ..tensor import Tensor, grad as autograd, no_grad
 from . import gru, losses, lstm, rnn
@@ -380,32 +381,23 @@ def _finite_differences(loss_of, arrays, name, entries, step):
     return grads
 
 
-def _relative_error(a, b, floor=0.0):
-    """||a - b|| / max(||a|| + ||b||, floor) in the 2-norm (0 when both are 0; inf when either holds a
-    NaN or an infinity, which no gradient check may pass): rel_error's measure over a whole tensor;
-    see the module docstring."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        return float("inf")
-    scale = max(np.linalg.norm(a) + np.linalg.norm(b), floor)
-    return float(np.linalg.norm(a - b) / scale) if scale > 0 else 0.0
-
-
 # ============================================================================ where a row goes wrong
 
 def _first_bad_step(auto_steps, hand_steps, tolerance):
     """The last step t whose own contributions (auto_steps[t], hand_steps[t]) disagree by more than
-    ``tolerance``, each judged against its own size but at least STEP_FLOOR of the largest step's
-    (so that rounding in a vanishing step's contribution is not a disagreement); None if none."""
+    ``tolerance`` (rel_error_norm), each judged against its own size but at least STEP_FLOOR of the
+    largest step's (so that rounding in a vanishing step's contribution is not a disagreement);
+    None if none. A step holding a NaN or an infinity disagrees, and leaves no largest size to
+    judge the others by: the last such step is the answer."""
     a = np.asarray(auto_steps, np.float64).reshape(len(auto_steps), -1)
     b = np.asarray(hand_steps, np.float64).reshape(len(hand_steps), -1)
-    sizes = np.linalg.norm(a, axis=1) + np.linalg.norm(b, axis=1)
-    scale = np.maximum(sizes, STEP_FLOOR * sizes.max())
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        errors = np.where(scale > 0, np.linalg.norm(a - b, axis=1) / np.where(scale > 0, scale, 1), 0.0)
-    errors[~(np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1))] = np.inf  # NaN or inf: a disagreement
-    bad = np.flatnonzero(~(errors <= tolerance))
-    return int(bad[-1]) if bad.size else None
+    finite = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
+    if not finite.all():
+        return int(np.flatnonzero(~finite)[-1])
+    largest = float((np.linalg.norm(a, axis=1) + np.linalg.norm(b, axis=1)).max())
+    floor = min(STEP_FLOOR * largest, np.finfo(np.float64).max)  # a norm past ~1e154 overflows to inf
+    bad = [t for t, (a_t, b_t) in enumerate(zip(a, b)) if not rel_error_norm(a_t, b_t, floor) <= tolerance]
+    return bad[-1] if bad else None
 
 
 def _where(name, auto, hand, gates, tolerance, is_parameter):
@@ -415,7 +407,7 @@ def _where(name, auto, hand, gates, tolerance, is_parameter):
     difference = np.abs(np.asarray(auto, np.float64) - np.asarray(hand, np.float64))
     if gates and is_parameter and auto.ndim >= 1 and auto.shape[0] % len(gates) == 0:
         blocks = np.split(np.arange(auto.shape[0]), len(gates))
-        errors = [_relative_error(auto[rows], hand[rows]) for rows in blocks]
+        errors = [rel_error_norm(auto[rows], hand[rows]) for rows in blocks]
         bad = sorted((error, gate) for error, gate in zip(errors, gates) if error > tolerance)[::-1]
         if bad:
             return ("gate " if len(bad) == 1 else "gates ") + ", ".join(gate for _, gate in bad)
@@ -482,13 +474,13 @@ def crosscheck(module, x, state=None, lengths=None, upstream=None, finite_differ
     hand = steps = forward_error = None
     if target.reference is not None:
         hand_loss, hand_outputs, hand_final, _, hand, steps = _reference_loss(problem, arrays)
-        forward_error = max(_relative_error(a, b) for a, b in
+        forward_error = max(rel_error_norm(a, b) for a, b in
                             zip([auto_loss, auto_outputs, *auto_final], [hand_loss, hand_outputs, *hand_final]))
     if finite_differences:
         rows, fd_step = _rows_with_finite_differences(module, problem, arrays, names, auto, hand, samples, rng,
                                                       tolerances[1])
     else:
-        rows = [CrosscheckRow(name, hand[name].shape, _relative_error(auto[name], hand[name]), None, None, 0)
+        rows = [CrosscheckRow(name, hand[name].shape, rel_error_norm(auto[name], hand[name]), None, None, 0)
                 for name in names]
         fd_step = None
     if target.reference is not None:
@@ -538,15 +530,16 @@ def _rows_with_finite_differences(module, problem, arrays, names, auto, hand, sa
             entries = np.sort(rng.choice(grad.size, size=count, replace=False))
             fd = _finite_differences(lambda values: loss_of(values)[0], arrays64, name, entries, step)
             floor = resolution * np.sqrt(count) / tolerance
-            auto_fd = _relative_error(auto[name].reshape(-1)[entries], fd, floor)
-            hand_fd = None if hand is None else _relative_error(grad.reshape(-1)[entries], fd, floor)
+            floor = floor if np.isfinite(floor) else 0.0  # a NaN or infinite L: its differences fail anyway
+            auto_fd = rel_error_norm(auto[name].reshape(-1)[entries], fd, floor)
+            hand_fd = None if hand is None else rel_error_norm(grad.reshape(-1)[entries], fd, floor)
             unresolved = np.linalg.norm(grad.reshape(-1)[entries]) + np.linalg.norm(fd) < floor
             where = ""
             if hand is None and auto_fd > tolerance:  # two-way: the sampled entries that differ most
                 sampled = np.zeros(grad.size)
                 sampled[entries] = auto[name].reshape(-1)[entries] - fd
                 where = _where(name, sampled.reshape(grad.shape), np.zeros(grad.shape), None, tolerance, False)
-            rows.append(CrosscheckRow(name, grad.shape, None if hand is None else _relative_error(auto[name], grad),
+            rows.append(CrosscheckRow(name, grad.shape, None if hand is None else rel_error_norm(auto[name], grad),
                                       auto_fd, hand_fd, count, bool(unresolved), None, where))
     finally:
         for name, param in params.items():

@@ -4,4 +4,4 @@ from .cells import Cell, GRUCell, LSTMCell, RNNCell
 from .layers import Dropout, Embedding, Linear
 from .module import Module, Parameter
 from .recurrent import GRU, LSTM, RNN, Recurrent, StackedRecurrent
-from .scan import replay
+

@@ -7,8 +7,8 @@
 - optional ``init_state(batch_size)``: zeros (N, hidden_size) unless overridden (LSTM: a pair);
 - optional ``output(state)``: what the step emits (default: the state, or its first element).
 
-The step must be a function of its arguments and parameters made of Tensor ops: ``Recurrent``
-records it once and replays the recording for the other time steps (``nn.scan``). A step that
+The step must be a function of its arguments and parameters made of Tensor ops: the accelerator
+records it once and replays the recording for the other time steps (``tinygrad_rnn.accelerator``). A step that
 reads values in Python (``.item()``, ``.numpy()``, ``if``) or keeps Python state between calls is
 detected where possible and unrolled op by op; a cell can also say ``replayable = False``.
 
@@ -29,7 +29,7 @@ from ..tensor import Tensor, get_default_dtype
 from . import init
 from .module import Module, Parameter
 
-__all__ = ["Cell", "RNNCell", "LSTMCell", "GRUCell"]
+__all__ = ["Cell", "RNNCell", "LSTMCell", "GRUCell", "check_input_size", "check_state", "map_state"]
 
 
 class Cell(Module):
@@ -79,10 +79,7 @@ class Cell(Module):
         if x.ndim not in (1, 2):
             raise ValueError(f"{who}: input must be (N, D) or (D,), got shape {x.shape}")
         unbatched = x.ndim == 1
-        input_size = getattr(self, "input_size", None)
-        if input_size is not None and x.shape[-1] != input_size:
-            raise ValueError(f"{who}: expected input size {input_size}, got {x.shape[-1]} "
-                             f"(input shape {x.shape})")
+        check_input_size(self, x, who)
         parameters = self.parameters()
         if parameters:
             check_tensor_input(who, "input", x, parameters[0].dtype)
@@ -102,6 +99,13 @@ class Cell(Module):
         if unbatched:
             new_state = map_state(lambda s: s.reshape(s.shape[1:]), new_state)
         return new_state
+
+
+def check_input_size(cell, x, who):
+    """A clear error if x's last axis is not the cell's ``input_size`` (when the cell declares one)."""
+    input_size = getattr(cell, "input_size", None)
+    if input_size is not None and x.shape[-1] != input_size:
+        raise ValueError(f"{who}: expected input size {input_size}, got {x.shape[-1]} (input shape {x.shape})")
 
 
 def map_state(fn, *states):

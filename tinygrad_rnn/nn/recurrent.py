@@ -14,10 +14,10 @@ import numpy as np
 from .._checks import check_bool, check_callable, check_float_dtype, check_int, check_real, check_tensor_input
 from ..ops import concat, stack, where
 from ..tensor import Tensor, grad
-from .cells import NONLINEARITIES, Cell, GRUCell, LSTMCell, RNNCell, check_state, map_state
+from ..accelerator import run_loop
+from .cells import NONLINEARITIES, Cell, GRUCell, LSTMCell, RNNCell, check_input_size, check_state, map_state
 from .layers import Dropout
 from .module import Module
-from .scan import run_replayed
 
 __all__ = ["per_step_gradients", "per_step_parameter_aliases", "Recurrent", "StackedRecurrent", "RNN", "LSTM", "GRU"]
 
@@ -41,9 +41,7 @@ def _time_major(x, batch_first, who, cell):
     if x.ndim not in (2, 3):
         layout = "(N, T, D)" if batch_first else "(T, N, D)"
         raise ValueError(f"{who}: input must be {layout} or unbatched (T, D), got shape {x.shape}")
-    input_size = getattr(cell, "input_size", None)
-    if input_size is not None and x.shape[-1] != input_size:
-        raise ValueError(f"{who}: expected input size {input_size}, got {x.shape[-1]} (input shape {x.shape})")
+    check_input_size(cell, x, who)
     parameters = cell.parameters()
     if parameters:
         check_tensor_input(who, "input", x, parameters[0].dtype)
@@ -104,9 +102,9 @@ class Recurrent(Module):
     steps is one matrix product before the loop. Each step then reads its slice of the
     projection; the slices' gradients all land in one buffer.
 
-    Without ``lengths``, the step is recorded and replayed from the fourth step on, those steps
-    one node of the graph (``nn.scan``); ``nn.replay(False)`` or a cell's ``replayable = False``
-    unroll it op by op instead. Both give the same numbers.
+    Without ``lengths``, the accelerator records the step and replays it, all T steps one node
+    of the graph; ``tr.fast(False)`` or a cell's ``replayable = False`` unroll it op by op instead.
+    Both give the same numbers.
     """
 
     def __init__(self, cell, batch_first=False, reverse=False):
@@ -134,31 +132,27 @@ class Recurrent(Module):
     def run(self, x, state, lengths, step=None):
         """The unrolled loop on time-major x (T, N, D); ``lengths`` already checked (None: all full).
 
+        The one plain unroll: for t = 0..T-1, state = step(x_t, state), output_t = cell.output(state).
+        Reversed, each row's own steps run last first (x reversed within its length), so time runs
+        forward here. Rows whose sequence has ended keep their state and output zeros. Without
+        ``lengths`` the accelerator is offered the loop first (``accelerator.run_loop``): it may run
+        it all as one graph node, or run none or some of the steps and leave the rest to this loop.
+
         ``step(t, x_t, state) -> new_state``, if given, runs in place of the cell's own step at the
         t-th step run (reversed: the last time step is t = 0), on the raw input x_t (no input
-        projection, no replay): the seam for tools that watch or alter each step, such as
+        projection, no accelerator): the seam for tools that watch or alter each step, such as
         ``per_step_parameter_aliases``.
         """
         cell = self.cell
         steps, batch = x.shape[0], x.shape[1]
         if steps == 0:
             raise ValueError("cannot run a recurrent layer over a sequence of length 0")
-        input_size = getattr(cell, "input_size", None)
-        if input_size is not None and x.shape[2] != input_size:
-            raise ValueError(f"{type(cell).__name__}: expected input size {input_size}, got {x.shape[2]} "
-                             f"(input shape {x.shape})")
+        check_input_size(cell, x, type(cell).__name__)
         expected = cell.init_state(batch)
         if state is None:
             state = expected
         else:
             check_state(cell, state, expected, "the initial state")
-        if lengths is None and step is None:  # the loop recorded once and replayed (nn.scan)
-            inputs = cell.project_input(x) if cell.projects_input else x
-            return run_replayed(cell.step if cell.projects_input else cell.forward, cell.output, inputs, state,
-                                self.reverse,
-                                lambda new_state: check_state(cell, new_state, expected, "forward() returned a state that"),
-                                cell.replayable, any(p.requires_grad for p in cell.parameters()))
-        # op by op; reversed, each row's own steps run last first, so time runs forward here
         if self.reverse:
             x = x[::-1] if lengths is None else _reverse_within_lengths(x, lengths)
         if step is None:
@@ -166,21 +160,25 @@ class Recurrent(Module):
             advance = cell.step if cell.projects_input else cell.forward
             step = lambda t, x_t, state: advance(x_t, state)  # noqa: E731
         else:
-            inputs = x
-        outputs = [None] * steps
+            inputs, advance = x, None
+        outputs, done = [], False
+        if lengths is None and advance is not None:
+            outputs, state, done = run_loop(advance, cell.output, inputs, state,
+                                            lambda new: check_state(cell, new, expected, "forward() returned a state that"),
+                                            cell.replayable, any(p.requires_grad for p in cell.parameters()))
         shortest = steps if lengths is None else lengths.min()
-        for t in range(steps):
+        for t in range(len(outputs), 0 if done else steps):
             new_state = step(t, inputs[t], state)
             if t == 0:
                 check_state(cell, new_state, expected, "forward() returned a state that")
             if t >= shortest:  # some sequences have ended: they keep their state and output zeros
                 active = (t < lengths)[:, None]
                 state = map_state(lambda new, old: where(active, new, old), new_state, state)
-                outputs[t] = where(active, cell.output(state), 0.0)
+                outputs.append(where(active, cell.output(state), 0.0))
             else:
                 state = new_state
-                outputs[t] = cell.output(state)
-        outputs = stack(outputs)
+                outputs.append(cell.output(state))
+        outputs = outputs if done else stack(outputs)
         if self.reverse:
             outputs = outputs[::-1] if lengths is None else _reverse_within_lengths(outputs, lengths)
         return outputs, state

@@ -1,8 +1,9 @@
 """Record a function of Tensors once, then replay it on other arrays: forward and backward with no
 Tensor, no graph node and no heap.
 
-``record(fn, inputs)`` calls ``fn(*inputs)`` while every op reports itself (``Tensor._result``):
-its forward kernel, ``ctx``, input tensors, output tensor, backward and ``save``. The ``Tape`` turns
+``record(fn, inputs)`` calls ``fn(*inputs)`` while watching the engine through its one seam
+(``tensor.observers``): every op reports its ``Op`` (forward and backward), ``ctx``, input tensors,
+output tensor and what its backward reads. The ``Tape`` turns
 that into a program over numbered slots: the inputs first, then one slot per op output; tensors
 the function used but did not make (parameters, closed-over constants) are *externals*, whose
 arrays the replay reuses. One recorded step of a recurrent cell is then replayed for every other
@@ -12,10 +13,9 @@ in reverse order, gradients accumulated per slot exactly as the graph walk does)
 A recording is only as good as the assumption that the same ops run on every call. Two things
 make that checkable:
 
-- an op without a forward kernel, Python reading a tensor's values (``.item()``, ``bool()``,
-  ``.numpy()``, ``np.asarray``, a tensor used as an index), or an op reading a Tensor constructed
-  from an array during the call (``Tensor(h.data > 0)``) makes the recording unreplayable
-  (``Tape.problem`` says why);
+- Python reading a tensor's values (``.item()``, ``bool()``, ``.numpy()``, ``np.asarray``, a
+  tensor used as an index, ``max(dim)``), or an op reading a Tensor constructed from an array
+  during the call (``Tensor(h.data > 0)``) makes the recording unreplayable (``Tape.problem`` says why);
 - ``Tape.same_as(other)``: two recordings of consecutive steps must agree in every op, ``ctx``,
   wiring and constant; a constant computed from the data (``Tensor(h.data > 0)``, a random mask)
   differs between them.
@@ -24,10 +24,12 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .ops import _getitem_backward, op_name_of
-from .tensor import MADE_FROM_ARRAY, IndexGrad, ProductGrad, Tensor, _accumulate, _meta, _Recording
+from .. import tensor
+from ..ops import GETITEM
+from ..tensor import IndexGrad, Tensor, add_at
+from .product import FACTORED_BACKWARDS, PASSES_PRODUCT, ProductGrad
 
-__all__ = ["record", "Tape"]
+__all__ = ["record", "Tape", "COMPILED_PROGRAMS"]
 
 
 def record(fn, inputs):
@@ -37,11 +39,12 @@ def record(fn, inputs):
     replay will need their gradients: ops record which of their inputs need one (in ``ctx``).
     """
     records = []
-    previous, _Recording.records = _Recording.records, records
+    observe = lambda event, t, details: records.append((event, t, details))  # noqa: E731
+    tensor.observers.append(observe)
     try:
         result = fn(*inputs)
     finally:
-        _Recording.records = previous
+        tensor.observers.remove(observe)
     outputs = [result] if isinstance(result, Tensor) else list(result)
     return Tape(records, inputs, outputs), outputs
 
@@ -51,10 +54,10 @@ class Tape:
 
     Attributes: ``problem`` (None, or why the recording cannot be replayed); ``n_slots``;
     ``input_slots``/``output_slots``; ``externals`` [(slot, tensor)]; ``template`` (a list of
-    n_slots with the externals' arrays filled in, None elsewhere); ``forward_program`` [(kernel,
-    ctx, input slots, output slot)]; ``backward_program`` [(backward, ctx, input slots, output
-    slot, reads output, arguments)], in the order to run it; ``kept`` (the per-call slots that
-    backward reads); ``needs_grad`` per slot; ``values`` (this recording's array in every slot).
+    n_slots with the externals' arrays filled in, None elsewhere); ``forward_program`` [(op, ctx,
+    input slots, output slot)]; ``backward_program`` [(op, backward, ctx, output slot, reads
+    output, arguments, routes, passes a factored gradient)], in the order to run it; ``kept`` (the
+    per-call slots that backward reads); ``needs_grad`` per slot; ``values`` (this recording's arrays).
     """
 
     def __init__(self, records, inputs, outputs):
@@ -80,31 +83,32 @@ class Tape:
                 self.externals.append((i, tensor))
             return i
 
-        for forward, ctx, parents, out, backward, save in records:
-            if ctx is MADE_FROM_ARRAY:
+        for event, out, details in records:
+            if event == "array":
                 made_inside.add(id(out))
                 continue
-            if out is None:
-                self.problem = f"the function read a tensor's values with {ctx}"
+            if event == "read":
+                self.problem = f"the function read a tensor's values with {details}"
                 break
+            op, ctx, parents, reads = details
             if not parents:  # a constant made inside the function
                 i = slot_of[id(out)] = len(values)
                 values.append(out.data)
                 needs_grad.append(False)
                 self.constants.append(i)
                 continue
-            if forward is None:
-                self.problem = f"the op {op_name_of(backward)} has no forward kernel to replay"
+            if op.forward is None:
+                self.problem = f"the op {op.name} has no forward to replay"
                 break
             ins = tuple(slot(p) for p in parents)
             i = slot_of[id(out)] = len(values)
             values.append(out.data)
-            needs_grad.append(backward is not None and any(needs_grad[j] for j in ins))
-            self.forward_program.append((forward, ctx, ins, i))
-            self._signature.append((forward, backward, ins))
+            needs_grad.append(op.backward is not None and any(needs_grad[j] for j in ins))
+            self.forward_program.append((op, ctx, ins, i))
+            self._signature.append((op, ins, reads))
             self._signature.append(ctx)
             if needs_grad[i]:
-                backward_ops.append((backward, ctx, ins, i, save))
+                backward_ops.append((op, ctx, ins, i, reads))
         self.output_slots = [slot(t) for t in outputs]
         self.n_slots, self.values, self.needs_grad = len(values), values, needs_grad
         self.shapes = [v.shape for v in values]
@@ -113,20 +117,21 @@ class Tape:
         for i in [i for i, _ in self.externals] + self.constants:
             self.template[i] = values[i]
         self._build_backward(backward_ops)
-        values.extend(self.template[len(values):])  # the Metas, so that this call's values can be replayed backward
+        values.extend(self.template[len(values):])  # the stand-ins, so that this call's values can be replayed backward
         self._forward = self._backward = None  # compiled on first use
 
     def _build_backward(self, backward_ops):
         """The backward program, and which per-call slots it reads (all others need not be kept).
 
-        An input that a backward does not read is passed as a ``Meta`` (its shape and dtype), held
-        in a slot of its own in ``template``, so that every argument is a slot. Each op's
-        ``routes`` say where its input gradients go: a slot of this call, ~slot for an external
-        (whose gradient collects over calls), None for an input that needs none.
+        An input that a backward does not read is passed as a stand-in (its shape and dtype, no
+        data), held in a slot of its own in ``template``, so that every argument is a slot. Each
+        op's ``routes`` say where its input gradients go: a slot of this call, ~slot for an external
+        (whose gradient collects over calls), None for an input that needs none. Where
+        ``FACTORED_BACKWARDS`` has an op, its weight's gradient stays factored across calls.
         """
         per_call = set(self.input_slots) | {op[3] for op in self.forward_program}
         kept, self.backward_program = set(), []
-        for backward, ctx, ins, out, (reads_output, reads) in reversed(backward_ops):
+        for op, ctx, ins, out, (reads_output, reads) in reversed(backward_ops):
             arguments = []
             for k, j in enumerate(ins):
                 if reads is None or k in reads:
@@ -134,12 +139,12 @@ class Tape:
                     kept.add(j)
                 else:  # only its shape and dtype are read
                     arguments.append(len(self.template))
-                    self.template.append(_meta(self.values[j]))
+                    self.template.append(np.broadcast_to(np.zeros((), self.values[j].dtype), self.values[j].shape))
             if reads_output:
                 kept.add(out)
             routes = tuple(None if not self.needs_grad[j] else ~j if j in self.external_slots else j for j in ins)
-            passes_product = getattr(backward, "passes_product_grad", False)
-            self.backward_program.append((backward, ctx, out, reads_output, tuple(arguments), routes, passes_product))
+            self.backward_program.append((op, FACTORED_BACKWARDS.get(op, op.backward), ctx, out, reads_output,
+                                          tuple(arguments), routes, op in PASSES_PRODUCT))
         self.kept = kept & per_call
         self.dropped = sorted(per_call - kept)
 
@@ -184,7 +189,7 @@ class Tape:
 
         ``values`` from ``forward``; ``output_grads`` one gradient (or None) per output. Externals'
         gradients are accumulated into ``external_grads`` (keyed by slot, with ``external_owned``
-        as in ``tensor._accumulate``), so that a parameter used by every call collects all of them
+        as in ``accumulate``), so that a parameter used by every call collects all of them
         (a ``ProductGrad`` stays factored across calls).
         """
         if self._backward is None:
@@ -224,8 +229,16 @@ def _compiled(tape, which):
             _MAKERS.popitem(last=False)
     make, origins = made
     program, shapes = tape.forward_program if which == "forward" else tape.backward_program, tape.shapes
-    return make(**{name: value if kind is None else shapes[n] if kind == "S" else program[n][kind == "c"]
+    return make(**{name: value if kind is None else shapes[n] if kind == "S" else _bound(program[n], kind, which)
                    for name, kind, n, value in origins})
+
+
+def _bound(op, kind, which):
+    """What the name of kind "f", "b" or "c" binds for program entry ``op``: its forward kernel, the
+    backward the program runs, or its ``ctx``."""
+    if which == "forward":
+        return op[0].forward if kind == "f" else op[1]
+    return op[1] if kind == "b" else op[2]
 
 
 def _origin(name, value):
@@ -241,10 +254,10 @@ def _structure(tape, which):
     """Everything the generated source of ``which`` depends on, as a hashable key: the ops and their
     wiring, which slots are kept, need gradients or are external, the shapes, and how getitems cut."""
     if which == "forward":
-        return ("forward", tuple((kernel, ins, out) for kernel, _, ins, out in tape.forward_program),
+        return ("forward", tuple((op, ins, out) for op, _, ins, out in tape.forward_program),
                 tuple(sorted(tape.kept)), tuple(tape.output_slots))
     cuts = tuple(_piece_cut(op, tape.shapes) for op in tape.backward_program)
-    return ("backward", tuple((op[0], *op[2:]) for op in tape.backward_program), tuple(tape.needs_grad),
+    return ("backward", tuple((op[1], *op[3:]) for op in tape.backward_program), tuple(tape.needs_grad),
             tuple(sorted(tape.external_slots)), tuple(tape.output_slots), tuple(tape.input_slots),
             tuple(tape.shapes), cuts)
 
@@ -256,12 +269,12 @@ def _forward_source(tape):
     slots backward reads are stored back into ``values``.
     """
     names, loads, body, produced = {}, [], [], set()
-    for n, (kernel, ctx, ins, out) in enumerate(tape.forward_program):
-        names[f"f{n}"], names[f"c{n}"] = kernel, ctx
+    for n, (op, ctx, ins, out) in enumerate(tape.forward_program):
+        names[f"f{n}"], names[f"c{n}"] = op.forward, ctx
         for j in ins:
             if j not in produced and f"    v{j} = values[{j}]" not in loads:
                 loads.append(f"    v{j} = values[{j}]")
-        body.append(f"    v{out} = f{n}(c{n}, {', '.join(f'v{j}' for j in ins)})  # {op_name_of(kernel)}")
+        body.append(f"    v{out} = f{n}(c{n}, {', '.join(f'v{j}' for j in ins)})  # {op.name}")
         produced.add(out)
     stores = [f"    values[{j}] = v{j}" for j in sorted((tape.kept | set(tape.output_slots)) & produced)]
     return "\n".join(["def forward(values):"] + loads + body + stores + ["    return values", ""]), names
@@ -272,7 +285,7 @@ def _backward_source(tape):
 
     Slot j's gradient is the local ``g{j}`` when exactly one contribution can reach it; a slot
     that several reach (a tensor used twice, the pieces of a split) collects them in ``grads``
-    with ``_accumulate`` (in place where it owns the buffer). An op's gradient is settled before
+    with ``accumulate`` (in place where it owns the buffer). An op's gradient is settled before
     its backward runs (``_settle``: index pieces into a buffer, a factored weight gradient
     multiplied out unless the op passes it on). Externals collect into ``ext``.
     """
@@ -282,10 +295,10 @@ def _backward_source(tape):
         if needs_grad[j] and j not in external_slots:
             reaching[j] = reaching.get(j, 0) + 1
     for op in tape.backward_program:
-        for j in op[5]:
+        for j in op[6]:
             if j is not None and j >= 0:
                 reaching[j] = reaching.get(j, 0) + 1
-    names = {"_accumulate": _accumulate, "_settle": _settle, "_side_by_side": _side_by_side, "ndarray": np.ndarray}
+    names = {"accumulate": accumulate, "_settle": _settle, "_side_by_side": _side_by_side, "ndarray": np.ndarray}
     tiles = _tiles(tape, reaching)
     joined_at = {max(n for _, n in pieces): (j, axis, pieces) for j, (axis, pieces) in tiles.items()}
     skipped = {n for _, pieces in tiles.values() for _, n in pieces}
@@ -294,23 +307,23 @@ def _backward_source(tape):
     lines = ["def backward(values, seeds, ext, ext_owned):", "    grads, owned = {}, set()"]
     lines += [f"    g{j} = None" for j in single]
     running = [op for n, op in enumerate(tape.backward_program) if n not in skipped]
-    read = {j for op in running for j in op[4]} | {op[2] for op in running if op[3]}
+    read = {j for op in running for j in op[5]} | {op[3] for op in running if op[4]}
     lines += [f"    v{j} = values[{j}]" for j in sorted(read)]
 
     def receive(j, value, indent):
         """The line giving contribution ``value`` (an expression, maybe None) to slot j."""
         if j in external_slots:
             names[f"S{j}"] = shapes[j]
-            return f"{indent}if {value} is not None: _accumulate(ext, ext_owned, {j}, S{j}, {value})"
+            return f"{indent}if {value} is not None: accumulate(ext, ext_owned, {j}, S{j}, {value})"
         if reaching[j] == 1:
             return f"{indent}g{j} = {value}"
         names[f"S{j}"] = shapes[j]
-        return f"{indent}if {value} is not None: _accumulate(grads, owned, {j}, S{j}, {value})"
+        return f"{indent}if {value} is not None: accumulate(grads, owned, {j}, S{j}, {value})"
 
     for k, j in enumerate(tape.output_slots):
         if needs_grad[j]:
             lines.append(receive(j, f"seeds[{k}]", "    "))
-    for n, (backward, ctx, out, reads_output, arguments, routes, passes) in enumerate(tape.backward_program):
+    for n, (op, backward, ctx, out, reads_output, arguments, routes, passes) in enumerate(tape.backward_program):
         if n in joined_at:  # the last piece of a tiled slot: its gradient is the pieces' side by side
             j, axis, pieces = joined_at[n]
             for p, _ in pieces:
@@ -327,7 +340,7 @@ def _backward_source(tape):
         lines.append(f"    if g{out} is not None:")
         lines.append(f"        if type(g{out}) is not ndarray: g{out} = _settle(g{out}, S{out}, {passes})")
         result = f"v{out}" if reads_output else "None"
-        lines.append(f"        r = b{n}(g{out}, {result}, c{n}, {', '.join(f'v{a}' for a in arguments)})  # {op_name_of(backward)}")
+        lines.append(f"        r = b{n}(g{out}, {result}, c{n}, {', '.join(f'v{a}' for a in arguments)})  # {op.name}")
         for k, j in enumerate(routes):
             if j is not None:
                 lines.append(receive(~j if j < 0 else j, f"r[{k}]", "        "))
@@ -353,7 +366,7 @@ def _tiles(tape, reaching):
     for n, op in enumerate(tape.backward_program):
         cut = _piece_cut(op, tape.shapes)
         if cut is not None:
-            cuts.setdefault(op[5][0], []).append((cut, op[2], n))
+            cuts.setdefault(op[6][0], []).append((cut, op[3], n))
     tiles = {}
     for j, pieces in cuts.items():
         pieces.sort()
@@ -368,8 +381,8 @@ def _tiles(tape, reaching):
 
 def _piece_cut(op, shapes):
     """For a backward-program op that is a getitem of a per-call slot: ``_cut`` of its index, else None."""
-    backward, ctx, _, _, _, routes, _ = op
-    if backward is _getitem_backward and routes[0] is not None and routes[0] >= 0:
+    op, _, ctx, _, _, _, routes, _ = op
+    if op is GETITEM and routes[0] is not None and routes[0] >= 0:
         return _cut(ctx, shapes[routes[0]])
     return None
 
@@ -407,10 +420,45 @@ def _settle(g, shape, passes_product):
     """A gradient as its op's backward takes it: index pieces added into a zero buffer of ``shape``,
     a factored weight gradient multiplied out unless ``passes_product``; anything else as it is."""
     if type(g) is IndexGrad:
-        return g.dense(shape)
+        buffer = np.zeros(shape, dtype=g.g.dtype)
+        add_at(buffer, g)
+        return buffer
     if type(g) is ProductGrad and not passes_product:
         return g.value()
     return g
+
+
+def accumulate(grads, owned, key, shape, g):
+    """Add the contribution ``g`` to ``grads[key]`` (a gradient of ``shape``), as the core's walk adds
+    gradients, and also for factored weight gradients, which stay factored while both sides are.
+    An array in ``owned`` was allocated here and is added into in place; any other may be shared."""
+    if isinstance(g, np.generic):  # NumPy computes 0-d results as scalars: every gradient is an array
+        g = np.asarray(g)
+    current = grads.get(key)
+    if current is None:
+        grads[key] = _settle(g, shape, True)
+        if type(g) is IndexGrad:
+            owned.add(key)
+        return
+    if type(current) is ProductGrad:
+        if type(g) is ProductGrad:
+            current.extend(g)
+            return
+        current = grads[key] = current.value()
+        owned.add(key)
+    elif type(g) is ProductGrad:
+        g = g.value()
+    if type(g) is IndexGrad:
+        if key not in owned:
+            current = grads[key] = np.array(current)
+            owned.add(key)
+        add_at(current, g)
+    elif key in owned:
+        current += g
+    else:
+        total = current + g
+        grads[key] = np.asarray(total) if isinstance(total, np.generic) else total
+        owned.add(key)
 
 
 def _equal(a, b):

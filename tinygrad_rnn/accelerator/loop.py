@@ -1,0 +1,199 @@
+"""A recurrent loop as one graph node: the cell's step recorded once and replayed for every step.
+
+``Recurrent`` offers its loop to ``run_loop`` before unrolling it op by op. The first two steps run
+as ordinary ops while ``tape.record`` watches them. If both recordings ran the same ops on the same
+constants, the loop becomes one node of the graph: the other steps run from the recording, each
+op's forward on arrays, with no Tensor, node or heap per op; the node's backward replays the
+recorded backward program from the last step to the first, carrying the state's gradient from
+step to step. Weights used at every step collect every step's gradient as factors and are
+multiplied out once (``product.ProductGrad``).
+
+The node's output is one flat array holding the outputs of all T steps, then the final state's
+parts; ``outputs`` and each final part are core views (``getitem``, ``reshape``) of it, so the
+graph's walk hands the loop one gradient for all of them.
+
+Memory: every step's output is written straight into the (T, N, H') part of that array, and the
+step's state h_t is read from there; the input's gradient is one (T, N, ...) buffer. Both buffers
+double as the factors of the weight gradient sum_t g_t^T h_{t-1}: those terms hold no memory of their
+own and multiply out as one product over views (``ProductGrad.share_last_term``).
+
+The numbers are those of the op-by-op loop: the same kernels run on the same arrays, the same
+backward functions in the same order (``tests/test_fast_equals_core.py`` checks this).
+
+Shapes: T steps, N batch; the step's input x_t is (N, ...) (the projected input when the cell
+projects it), the state a Tensor or a tuple of Tensors, the output (N, H') per step.
+"""
+import numpy as np
+
+from ..ops import NOTHING, Op
+from ..tensor import Tensor, is_grad_enabled
+from .product import ProductGrad
+from .switch import fast
+from .tape import record
+
+__all__ = ["run_loop"]
+
+
+def run_loop(advance, output, inputs, state, check_first_state, replayable=True, cell_learns=False):
+    """Try to run h_t = advance(x_t, h_{t-1}), y_t = output(h_t) over t = 0..T-1 as one graph node.
+
+    ``inputs`` (T, N, ...) Tensor, ``state`` a Tensor or tuple of Tensors; ``check_first_state(s)``
+    raises if the first step returned a malformed state; ``cell_learns``: whether the cell has
+    parameters that require grad. -> (outputs, state, done): when ``done``, outputs is the
+    (T, N, H') Tensor of all steps and state the final one; otherwise outputs lists the steps that
+    ran (maybe none), as ordinary ops, and state is the state after them, for the caller's op-by-op
+    loop to go on from. Nothing runs when the accelerator is off, the cell is not ``replayable``
+    or there are fewer than three steps (a replay needs a step after the two recorded).
+
+    Every later step's state needs a gradient whenever anything does, so the first step is recorded
+    on a state that needs one too (a leaf on the same array where the given state needs none: the
+    gradient it collects goes nowhere), or its recording would differ from the second's.
+    """
+    steps = inputs.shape[0]
+    if not (fast.enabled and replayable and steps > 2):
+        return [], state, False
+    tuple_state, given = not isinstance(state, Tensor), state
+    if is_grad_enabled() and (cell_learns or inputs.requires_grad or any(p.requires_grad for p in _parts(state))):
+        state = _state_of([p if p.requires_grad or p.dtype.kind != "f" else Tensor(p.data, requires_grad=True)
+                           for p in _parts(state)], tuple_state)
+
+    def step(x, *parts):
+        new_state = advance(x, _state_of(parts, tuple_state))
+        check_first_state(new_state)
+        return (*_parts(new_state), output(new_state))
+
+    outputs, recordings = [], []
+    for t in range(2):
+        tape, results = record(step, [inputs[t], *_parts(state)])
+        state, _ = _state_of(results[:-1], tuple_state), outputs.append(results[-1])
+        if not _replayable(tape, results, _parts(state)):
+            return outputs, state, False
+        recordings.append(tape)
+    if not recordings[1].same_as(recordings[0]):
+        return outputs, state, False
+    outputs, final = _replay(recordings, inputs, given, outputs, state)
+    return outputs, _state_of(final, tuple_state), True
+
+
+def _parts(state):
+    return list(state) if isinstance(state, (tuple, list)) else [state]
+
+
+def _state_of(parts, tuple_state):
+    return tuple(parts) if tuple_state else parts[0]
+
+
+def _replayable(tape, results, old):
+    """Whether a recorded step can be replayed: no problem, and a state of unchanged shapes and dtypes."""
+    if tape.problem is not None:
+        return False
+    if len(results) != len(old) + 1 or not all(isinstance(r, Tensor) for r in results):
+        return False
+    return all(new.shape == o.shape and new.dtype == o.dtype for new, o in zip(results, old)) \
+        and results[-1].dtype == old[0].dtype and all(o.dtype.kind == "f" for o in old)
+
+
+def _replay(recordings, inputs, given, ran, state):
+    """All T steps as one node: the first two from their recordings (``ran``, the outputs they gave,
+    and ``state``, the state after them), the others replayed. -> (outputs (T, N, H'), final parts)."""
+    tape = recordings[1]
+    loop = _Loop(tape, inputs)
+    given = _parts(given)
+    learned = [(i, t) for i, t in tape.externals if t.requires_grad]  # the parameters, by slot
+    needs_graph = is_grad_enabled() and (inputs.requires_grad or any(p.requires_grad for p in given) or learned)
+    packed = loop.run(recordings, [t.data for t in ran], [p.data for p in _parts(state)], keep=needs_graph)
+    for recording in recordings:
+        recording.release()  # its step's arrays (a view of the inputs among them) are not needed any more
+    if needs_graph:
+        loop.learned_slots = [i for i, _ in learned]
+        loop.parts_need_grad = [p.requires_grad for p in given]
+        loop.inputs_need_grad = inputs.requires_grad
+        packed = Tensor.from_op(packed, (inputs, *given, *[t for _, t in learned]), LOOP, loop)
+    else:
+        packed = Tensor(packed)
+    views = [packed[start:end].reshape(shape) for start, end, shape in loop.pieces()]
+    return views[0], views[1:]
+
+
+class _Loop:
+    """The replayed loop's arrays: all the outputs and final state in one flat array (``packed``) and,
+    for backward, every step's kept values."""
+
+    def __init__(self, tape, inputs):
+        self.tape, self.steps = tape, inputs.shape[0]
+        self.inputs_shape, self.inputs_dtype, self.inputs_data = inputs.shape, inputs.dtype, inputs.data
+        self.out_slot, self.state_slots = tape.output_slots[-1], tape.output_slots[:-1]
+        self.outputs_shape = (self.steps,) + tape.shapes[self.out_slot]
+        self.part_shapes = [tape.shapes[i] for i in self.state_slots]
+        # which state part is the step's output (h in RNN, GRU and LSTM): its rows are the outputs'
+        self.row_part = self.state_slots.index(self.out_slot) if self.out_slot in self.state_slots else None
+        self.outputs = self.stored = None  # filled by run
+
+    def pieces(self):
+        """(start, end, shape) in ``packed`` of the outputs, then of each final state part."""
+        shapes = [self.outputs_shape] + self.part_shapes
+        ends = np.cumsum([int(np.prod(shape)) for shape in shapes])
+        return [(int(end) - int(np.prod(shape)), int(end), shape) for end, shape in zip(ends, shapes)]
+
+    def run(self, recordings, ran, state, keep):
+        """The steps after the recorded ones, forward from the state arrays: -> the packed array."""
+        tape = self.tape
+        pieces = self.pieces()
+        packed = np.empty(pieces[-1][1], dtype=state[0].dtype)
+        outputs = self.outputs = packed[:pieces[0][1]].reshape(self.outputs_shape)
+        outputs[:len(ran)] = ran
+        state = [outputs[len(ran) - 1] if k == self.row_part else part for k, part in enumerate(state)]
+        stored = [None] * self.steps if keep else None
+        if keep:
+            for t, recording in enumerate(recordings):
+                values = list(recording.values)
+                tape.forget_unread(values)
+                stored[t] = values
+        out_slot, state_slots = self.out_slot, self.state_slots
+        for t in range(len(ran), self.steps):
+            values = tape.forward([self.inputs_data[t], *state])
+            row = outputs[t]
+            row[...] = values[out_slot]
+            values[out_slot] = row  # one copy of the output: backward and the next step read the row
+            state = [values[i] for i in state_slots]
+            if keep:
+                tape.forget_unread(values)
+                stored[t] = values
+        for (start, end, shape), part in zip(pieces[1:], state):
+            packed[start:end] = part.reshape(-1)
+        self.stored, self.inputs_data = stored, None  # backward never reads the inputs: let them go
+        return packed
+
+
+def _loop_backward(g, out, loop, inputs, *rest):
+    """The recorded backward, step by step from the last: -> gradients of the inputs, the initial
+    state's parts and the weights. ``g`` is the packed gradient: the outputs', then the final state's."""
+    if type(g) is not np.ndarray:
+        raise RuntimeError("backward(create_graph=True) through a replayed recurrent layer is not supported: "
+                           "run its forward inside `with tinygrad_rnn.fast(False):` to record it op by op")
+    tape, pieces = loop.tape, loop.pieces()
+    g_outputs = g[:pieces[0][1]].reshape(loop.outputs_shape)
+    carried = [g[start:end].reshape(shape) for start, end, shape in pieces[1:]]
+    g_inputs = np.zeros(loop.inputs_shape, dtype=loop.inputs_dtype) if loop.inputs_need_grad else None
+    learned, learned_owned = {}, set()
+    for t in reversed(range(loop.steps)):
+        values = loop.stored[t]
+        grads = tape.backward(values, [*carried, g_outputs[t]], learned, learned_owned)
+        # a weight's gradient factors that are rows of the loop's buffers (x_t's gradient in
+        # x_t + h W^T, the state h_{t-1} read from the outputs) refer to those rows: no memory of
+        # their own, and the weight's gradient is one product over all steps with no copy
+        shared = [] if loop.row_part is None or t == 0 else [(values[1 + loop.row_part], loop.outputs, t - 1)]
+        if g_inputs is not None and grads[0] is not None:
+            g_inputs[t] = grads[0]
+            shared.append((grads[0], g_inputs, t))
+        for g_weight in learned.values():
+            if type(g_weight) is ProductGrad:
+                for factor, buffer, index in shared:
+                    g_weight.share_last_term(factor, buffer, index)
+        carried = grads[1:]
+    g_parts = [c if needed else None for c, needed in zip(carried, loop.parts_need_grad)]
+    weights = [learned.get(i) for i in loop.learned_slots]
+    return (g_inputs, *g_parts, *[w.value() if type(w) is ProductGrad else w for w in weights])
+
+
+LOOP = Op("recurrent_loop", None, _loop_backward, NOTHING)
