@@ -207,23 +207,17 @@ IMPLEMENTATIONS = {  # name: (factory, whether it runs on NumPy: shares its BLAS
 }
 
 
-def relative_error(a, b):
-    """||a - b|| / max(||a||, ||b||), computed in float64; 0 when both are 0."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    scale = max(np.linalg.norm(a), np.linalg.norm(b))
-    return 0.0 if scale == 0 else float(np.linalg.norm(a - b) / scale)
-
-
 def gradient_disagreement(grads, reference):
     """The first gradient of ``grads`` that is missing or off ``reference`` by more than the
-    tolerance, as a message; None when all agree."""
+    tolerance (tr.rel_error_norm, ||a - b|| / (||a|| + ||b||)), as a message; None when all agree."""
+    from tinygrad_rnn import rel_error_norm
     for name, expected in reference.items():
         got = grads.get(name)
         if got is None:
             return f"no gradient for {name}"
         if np.shape(got) != expected.shape:
             return f"gradient of {name} has shape {np.shape(got)}, expected {expected.shape}"
-        error = relative_error(got, expected)
+        error = rel_error_norm(got, expected)
         if not error <= GRADIENT_TOLERANCE:
             return f"gradient of {name} off the baseline's by relative error {error:.1e}"
     return None
