@@ -262,7 +262,7 @@ def test_fallbacks_with_side_effects_equal_op_by_op_with_the_same_seeds(name):
     pytest.param((1, -1, 1, 1, 1), id="differs at the first two steps"),
     pytest.param((1, 1, 1, 1, -1), id="differs later"),
 ])
-def test_a_constant_computed_from_the_data_is_never_replayed_wrongly(signs):
+def test_a_tensor_made_from_the_data_inside_the_step_is_never_replayed_wrongly(signs):
     """SignGatedCell with the sign of x[t, :, 0] per step: the gate per step is [sign > 0]."""
     x = SEQUENCE.copy()
     x[:, :, 0] = np.array(signs, dtype=np.float64)[:, None]
@@ -486,10 +486,10 @@ def test_under_no_grad_the_replayed_forward_equals_op_by_op_and_builds_no_graph(
     runs = []
     original = recurrent_module.run_loop
 
-    def spy(advance, output, inputs, *rest, **kwargs):
-        outputs, state, done = original(advance, output, inputs, *rest, **kwargs)
+    def spy(step, inputs, *rest, **kwargs):
+        outputs, parts, done = original(step, inputs, *rest, **kwargs)
         runs.append((inputs.shape[0], done))  # T, and whether the accelerator ran all T steps as one loop
-        return outputs, state, done
+        return outputs, parts, done
 
     monkeypatch.setattr(recurrent_module, "run_loop", spy)
     manual_seed(15)

@@ -423,3 +423,48 @@ def test_operators_with_an_ndarray_on_the_left_return_tensors(seed):
     assert all(isinstance(r, tr.Tensor) and r.requires_grad for r in results)
     (w @ x).sum().backward()
     np.testing.assert_allclose(x.grad, w.T @ np.ones((2, 2)))
+
+
+def test_no_grad_as_a_decorator_is_reentrant():
+    """A recursive function decorated once: every exit restores what its own entry found."""
+    @tr.no_grad()
+    def depth(n):
+        return depth(n - 1) if n else (leaf([1.0]) * 2).requires_grad
+
+    assert depth(3) is False
+    assert (leaf([1.0]) * 2).requires_grad and tr.is_grad_enabled()
+
+
+def test_requires_grad_again_on_a_leaf_keeps_its_hooks():
+    x = leaf([1.0, 2.0])
+    x.register_hook(lambda g: g * 3)
+    x.requires_grad_()
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad, [6.0, 12.0])
+
+
+def test_a_number_on_the_left_of_a_parameter():
+    p = tr.nn.Parameter(np.array([1.0, 2.0]))
+    for result, expected, slope in [(2.0 * p, [2.0, 4.0], 2.0), (1 - p, [0.0, -1.0], -1.0), (3.0 / p, [3.0, 1.5], None)]:
+        np.testing.assert_array_equal(result.data, expected)
+        p.grad = None
+        result.sum().backward()
+        np.testing.assert_array_equal(p.grad, np.full(2, slope) if slope is not None else -3.0 / p.data ** 2)
+
+
+def test_np_array_of_a_tensor_is_a_copy_and_np_asarray_shares():
+    t = tr.Tensor(np.array([1.0, 2.0]))
+    copied = np.array(t)
+    copied[0] = 5.0
+    assert t.data[0] == 1.0
+    assert np.asarray(t) is t.data
+
+
+def test_relu_at_infinities_nan_and_zeros_as_pytorch():
+    x = leaf([-np.inf, -1.0, -0.0, 0.0, 2.0, np.inf])
+    y = x.relu()
+    np.testing.assert_array_equal(y.data, [0.0, 0.0, 0.0, 0.0, 2.0, np.inf])
+    assert not np.signbit(y.data).any()
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0, 0.0, 0.0, 1.0, 1.0])
+    assert np.isnan(tr.Tensor(np.array([np.nan])).relu().data[0])

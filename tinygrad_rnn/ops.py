@@ -64,9 +64,9 @@ def _constant(value, like):
 
 def _operands(a, b, name):
     """Both operands as Tensors of a single dtype; mixed float dtypes are an error, never a cast."""
-    if type(b) is not Tensor:
+    if not isinstance(b, Tensor):
         b = _constant(b, a)
-    elif type(a) is not Tensor:
+    elif not isinstance(a, Tensor):
         a = _constant(a, b)
     da, db = a.data.dtype, b.data.dtype
     if da != db:
@@ -302,11 +302,12 @@ SIGMOID = Op("sigmoid", _sigmoid_forward, lambda g, out, ctx, a: (g * out * (1 -
 
 
 def relu(a):
-    """max(a, 0).  d/da = 1 where a > 0 (exactly where the output is > 0), else 0 (0 at a = 0)."""
+    """max(a, 0) (NaN stays NaN, as in PyTorch).  d/da = 1 where a > 0 (exactly where the output is > 0),
+    else 0 (0 at a = 0)."""
     return RELU(None, a)
 
 
-RELU = Op("relu", lambda ctx, a: a * (a > 0), lambda g, out, ctx, a: (g * (_values(out) > 0),), OUTPUT)
+RELU = Op("relu", lambda ctx, a: np.maximum(a, 0), lambda g, out, ctx, a: (g * (_values(out) > 0),), OUTPUT)
 
 
 def abs(a):
@@ -543,9 +544,7 @@ def _getitem_backward(g, out, ctx, a):
 def _scatter_forward(ctx, g):
     """zeros(shape) with ``g`` added at ``index``: getitem's backward as an op, for ``create_graph``."""
     index, basic, shape = ctx
-    buffer = np.zeros(shape, dtype=g.dtype)
-    add_at(buffer, IndexGrad(index, basic, g))
-    return buffer
+    return add_at(np.zeros(shape, dtype=g.dtype), IndexGrad(index, basic, g))
 
 
 GETITEM = Op("getitem", lambda ctx, a: a[ctx[0]], _getitem_backward, NOTHING)
@@ -693,8 +692,9 @@ def _repr(t):
 
 
 def _as_array(t, dtype=None, copy=None):
+    """``np.asarray(t)`` shares the tensor's data; ``np.array(t)`` (copy=True) and a new dtype copy it."""
     data = read_values(t, "np.asarray(tensor)")
-    return data if dtype is None else data.astype(dtype)
+    return data.astype(dtype) if dtype is not None else data.copy() if copy else data
 
 
 Tensor.__repr__, Tensor.__len__, Tensor.__array__ = _repr, lambda t: len(t.data), _as_array

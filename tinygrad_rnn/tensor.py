@@ -16,7 +16,7 @@ import weakref
 
 import numpy as np
 
-__all__ = ["Tensor", "IndexGrad", "add_at", "no_grad", "is_grad_enabled", "grad", "observers", "read_values",
+__all__ = ["Tensor", "IndexGrad", "add_at", "accumulate", "no_grad", "is_grad_enabled", "grad", "observers", "read_values",
            "set_default_dtype", "get_default_dtype"]
 
 # The seam: functions called as observer(event, tensor, details) when an op makes a Tensor ("op", details
@@ -55,12 +55,14 @@ def is_grad_enabled():
 
 class no_grad(contextlib.ContextDecorator):
     """Context manager and decorator: ops inside record no graph (results never require grad)."""
+    outer = []  # the grad mode each active no_grad found on entering, innermost last (right for recursion too)
 
     def __enter__(self):
-        self.previous, _GRAD_ENABLED[0] = _GRAD_ENABLED[0], False
+        no_grad.outer.append(_GRAD_ENABLED[0])
+        _GRAD_ENABLED[0] = False
 
     def __exit__(self, *exc):
-        _GRAD_ENABLED[0] = self.previous
+        _GRAD_ENABLED[0] = no_grad.outer.pop()
 
 
 # The gradient of ``parent[index]`` for its parent: zero except ``g`` at ``index`` (``basic``: not index arrays).
@@ -69,11 +71,12 @@ IndexGrad = collections.namedtuple("IndexGrad", "index basic g")
 
 
 def add_at(buffer, piece):
-    """Add the ``IndexGrad`` ``piece`` into ``buffer`` (repeated integer indices accumulate)."""
+    """Add the ``IndexGrad`` ``piece`` into ``buffer`` (repeated integer indices accumulate); -> buffer."""
     if piece.basic:
         buffer[piece.index] += piece.g
     else:
         np.add.at(buffer, piece.index, piece.g)
+    return buffer
 
 
 class Node:
@@ -90,7 +93,8 @@ class Node:
 
 def _stand_in(array):
     """``array``'s shape and dtype, no data: for a backward that reads only those (NaN, so a mistaken read shows)."""
-    return np.broadcast_to(np.array(np.nan if array.dtype.kind == "f" else 0, array.dtype), array.shape)
+    one = np.array([np.nan if array.dtype.kind == "f" else 0], array.dtype)  # all elements view this one
+    return np.ndarray(array.shape, array.dtype, one, strides=(0,) * array.ndim)
 
 
 class Tensor:
@@ -103,14 +107,12 @@ class Tensor:
     def __init__(self, data, requires_grad=False, dtype=None):
         if isinstance(data, Tensor):
             raise TypeError("Tensor(data) got a Tensor; use .detach() or .data to share or copy it")
-        dtype = None if dtype is None else np.dtype(dtype)
-        if isinstance(data, np.ndarray):
-            data = data if dtype is None or data.dtype == dtype else data.astype(dtype)
-        else:
-            try:
-                data = np.asarray(data, dtype=dtype or (None if isinstance(data, np.generic) else _DEFAULT_DTYPE[0]))
-            except (TypeError, ValueError) as error:
-                raise TypeError(f"cannot make a Tensor from {type(data).__name__}: {error}") from None
+        if dtype is None and not isinstance(data, (np.ndarray, np.generic)):  # numbers and lists: the default dtype
+            dtype = _DEFAULT_DTYPE[0]
+        try:
+            data = np.asarray(data, dtype=dtype)  # an ndarray of that dtype already is used as it is
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"cannot make a Tensor from {type(data).__name__}: {error}") from None
         if data.dtype.kind not in "fiub":
             raise TypeError(f"Tensor data must be numeric or bool, got dtype {data.dtype}")
         self.data, self.grad, self._node = data, None, None
@@ -152,7 +154,8 @@ class Tensor:
             raise RuntimeError("requires_grad can only be changed on a leaf tensor")
         if flag and self.data.dtype.kind != "f":
             raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.data.dtype}")
-        self.requires_grad, self._node = bool(flag), Node(self.data, tensor=weakref.ref(self)) if flag else None
+        self.requires_grad = bool(flag)
+        self._node = (self._node or Node(self.data, tensor=weakref.ref(self))) if flag else None  # hooks stay
         return self
 
     def retain_grad(self):
@@ -202,8 +205,7 @@ def _root_gradient(t, g, create_graph):
     if not isinstance(t, Tensor):
         raise TypeError(f"backward() needs Tensors as outputs, got {type(t).__name__}")
     if not t.requires_grad:
-        raise RuntimeError("backward() on a tensor that does not require grad (no input requires grad, "
-                           "or it was made under no_grad)")
+        raise RuntimeError("backward() on a tensor that does not require grad (no input did, or no_grad was on)")
     if g is None:
         if t.data.size != 1:
             raise RuntimeError(f"backward() on a non-scalar tensor of shape {t.shape} needs grad= "
@@ -223,7 +225,7 @@ def _walk(roots, root_grads, create_graph, capture):
     try:
         for t, g in zip(roots, root_grads):
             g = _root_gradient(t, g, create_graph)
-            if _accumulate(grads, owned, t._node, g):
+            if accumulate(grads, owned, t._node, t.shape, g):
                 heapq.heappush(heap, (-t._node.seq, t._node))
         while heap:
             node = heapq.heappop(heap)[1]
@@ -232,7 +234,7 @@ def _walk(roots, root_grads, create_graph, capture):
             for hook in tuple(node.hooks or ()):
                 g_owned, replaced = False, hook(g)  # a hook may keep what it was shown: never write to it
                 if replaced is not None:
-                    g = _checked(node, replaced, "a hook's gradient", create_graph)
+                    g = _checked(node, replaced, "a hook's gradient (return None or one alike)", create_graph)
             if capture is not None:
                 if node in capture:
                     capture[node] = g if g_owned or create_graph else np.array(g)  # never aliased nor read-only
@@ -245,7 +247,7 @@ def _walk(roots, root_grads, create_graph, capture):
                 saved = [Tensor._wrap(s, n) for s, n in zip(saved, node.inputs)]
                 out = None if out is None else Tensor._wrap(out, node)
             for p, pg in zip(node.inputs, node.op.backward(g, out, node.ctx, *saved)):
-                if p is not None and pg is not None and _accumulate(grads, owned, p, pg):
+                if p is not None and pg is not None and accumulate(grads, owned, p, p.shape, pg):
                     heapq.heappush(heap, (-p.seq, p))
             pg = None  # a gradient no parent took is freed now, not after the next node's backward
     finally:  # however the walk ends (a hook raising, Ctrl-C), grad mode is restored
@@ -253,26 +255,26 @@ def _walk(roots, root_grads, create_graph, capture):
     return capture
 
 
-def _accumulate(grads, owned, node, g):
-    """Add the contribution ``g`` to ``grads[node]``; True if it is the first. An array in ``owned``
-    was allocated here, so adding into it in place changes nothing that anyone else holds."""
+def accumulate(grads, owned, key, shape, g):
+    """Add the contribution ``g`` to ``grads[key]`` (a gradient of ``shape``); True if it is the first. An
+    array in ``owned`` was allocated here, so adding into it in place changes nothing anyone else holds."""
     g = np.asarray(g) if isinstance(g, np.generic) else g  # NumPy computes 0-d results as scalars: make arrays
-    current = grads.get(node)
+    current = grads.get(key)
     first = current is None
     if type(g) is IndexGrad:
-        if node not in owned:
-            current = grads[node] = np.zeros(node.shape, g.g.dtype) if current is None else np.array(current)
-            owned.add(node)
+        if key not in owned:
+            current = grads[key] = np.zeros(shape, g.g.dtype) if current is None else np.array(current)
+            owned.add(key)
         add_at(current, g)
     elif current is None:
-        grads[node] = g
-    elif node in owned and type(current) is np.ndarray:
+        grads[key] = g
+    elif key in owned and type(current) is np.ndarray:
         current += g
     else:
         total = current + g
-        grads[node] = np.asarray(total) if isinstance(total, np.generic) else total
+        grads[key] = np.asarray(total) if isinstance(total, np.generic) else total
         if type(total) is np.ndarray:
-            owned.add(node)
+            owned.add(key)
     return first
 
 
@@ -282,10 +284,8 @@ def _store_grad(t, g, g_owned, create_graph):
         t.grad = g if t.grad is None else (t.grad if isinstance(t.grad, Tensor) else Tensor(t.grad)) + g
     elif t.grad is None:
         t.grad = g if g_owned and g.flags.writeable else np.array(g)
-    elif isinstance(t.grad, Tensor):  # left by an earlier create_graph backward
-        t.grad = t.grad.data + g
-    else:
-        t.grad += g
+    else:  # in place, as PyTorch; a Tensor left by an earlier create_graph backward is replaced
+        t.grad = t.grad.data + g if isinstance(t.grad, Tensor) else np.add(t.grad, g, out=t.grad)
 
 
 def _checked(node, g, what, create_graph):

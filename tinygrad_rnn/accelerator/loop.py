@@ -23,6 +23,8 @@ backward functions in the same order (``tests/test_fast_equals_core.py`` checks 
 Shapes: T steps, N batch; the step's input x_t is (N, ...) (the projected input when the cell
 projects it), the state a Tensor or a tuple of Tensors, the output (N, H') per step.
 """
+import math
+
 import numpy as np
 
 from ..ops import NOTHING, Op
@@ -34,111 +36,93 @@ from .tape import record
 __all__ = ["run_loop"]
 
 
-def run_loop(advance, output, inputs, state, check_first_state, replayable=True, cell_learns=False):
-    """Try to run h_t = advance(x_t, h_{t-1}), y_t = output(h_t) over t = 0..T-1 as one graph node.
+def run_loop(step, inputs, parts, replayable=True, cell_learns=False):
+    """Try to run (*parts_t, y_t) = step(x_t, *parts_{t-1}) for t = 0..T-1 as one graph node.
 
-    ``inputs`` (T, N, ...) Tensor, ``state`` a Tensor or tuple of Tensors; ``check_first_state(s)``
-    raises if the first step returned a malformed state; ``cell_learns``: whether the cell has
-    parameters that require grad. -> (outputs, state, done): when ``done``, outputs is the
-    (T, N, H') Tensor of all steps and state the final one; otherwise outputs lists the steps that
-    ran (maybe none), as ordinary ops, and state is the state after them, for the caller's op-by-op
+    ``inputs`` (T, N, ...) Tensor; ``parts`` the initial state's parts (Tensors); ``step`` returns
+    the new state's parts and the step's output (N, H'); ``cell_learns``: whether the cell has
+    parameters that require grad. -> (outputs, parts, done): when ``done``, outputs is the
+    (T, N, H') Tensor of all steps and parts the final state's; otherwise outputs lists the steps that
+    ran (maybe none), as ordinary ops, and parts is the state after them, for the caller's op-by-op
     loop to go on from. Nothing runs when the accelerator is off, the cell is not ``replayable``
     or there are fewer than three steps (a replay needs a step after the two recorded).
 
+    The two recorded steps' values serve the loop's backward for steps 0 and 1, with the second
+    recording's program, so the two must agree in every op and in which values need a gradient.
     Every later step's state needs a gradient whenever anything does, so the first step is recorded
     on a state that needs one too (a leaf on the same array where the given state needs none: the
     gradient it collects goes nowhere), or its recording would differ from the second's.
     """
-    steps = inputs.shape[0]
-    if not (fast.enabled and replayable and steps > 2):
-        return [], state, False
-    tuple_state, given = not isinstance(state, Tensor), state
-    if is_grad_enabled() and (cell_learns or inputs.requires_grad or any(p.requires_grad for p in _parts(state))):
-        state = _state_of([p if p.requires_grad or p.dtype.kind != "f" else Tensor(p.data, requires_grad=True)
-                           for p in _parts(state)], tuple_state)
-
-    def step(x, *parts):
-        new_state = advance(x, _state_of(parts, tuple_state))
-        check_first_state(new_state)
-        return (*_parts(new_state), output(new_state))
-
+    if not (fast.enabled and replayable and inputs.shape[0] > 2):
+        return [], parts, False
+    given, needed = parts, is_grad_enabled() and (cell_learns or inputs.requires_grad
+                                                  or any(p.requires_grad for p in parts))
+    if needed:
+        parts = [p if p.requires_grad or p.dtype.kind != "f" else Tensor(p.data, requires_grad=True) for p in parts]
     outputs, recordings = [], []
     for t in range(2):
-        tape, results = record(step, [inputs[t], *_parts(state)])
-        state, _ = _state_of(results[:-1], tuple_state), outputs.append(results[-1])
-        if not _replayable(tape, results, _parts(state)):
-            return outputs, state, False
+        tape, results = record(step, [inputs[t], *parts])
+        if not _replayable(tape, results, parts):
+            return outputs + results[-1:], results[:-1], False
+        parts = results[:-1]
+        outputs.append(results[-1])
         recordings.append(tape)
-    if not recordings[1].same_as(recordings[0]):
-        return outputs, state, False
-    outputs, final = _replay(recordings, inputs, given, outputs, state)
-    return outputs, _state_of(final, tuple_state), True
-
-
-def _parts(state):
-    return list(state) if isinstance(state, (tuple, list)) else [state]
-
-
-def _state_of(parts, tuple_state):
-    return tuple(parts) if tuple_state else parts[0]
+    if not (recordings[1].same_as(recordings[0]) and recordings[1].needs_grad == recordings[0].needs_grad):
+        return outputs, parts, False
+    return (*_replay(recordings, inputs, given, outputs, parts), True)
 
 
 def _replayable(tape, results, old):
-    """Whether a recorded step can be replayed: no problem, and a state of unchanged shapes and dtypes."""
-    if tape.problem is not None:
+    """Whether a recorded step can be replayed: no problem, and a state of unchanged shapes and of one
+    floating dtype with the output (the loop keeps them all in one array)."""
+    if tape.problem is not None or len(results) != len(old) + 1 or not all(isinstance(r, Tensor) for r in results):
         return False
-    if len(results) != len(old) + 1 or not all(isinstance(r, Tensor) for r in results):
-        return False
-    return all(new.shape == o.shape and new.dtype == o.dtype for new, o in zip(results, old)) \
-        and results[-1].dtype == old[0].dtype and all(o.dtype.kind == "f" for o in old)
+    return all(new.shape == o.shape for new, o in zip(results, old)) \
+        and len({r.dtype for r in [*results, *old]}) == 1 and results[0].dtype.kind == "f"
 
 
-def _replay(recordings, inputs, given, ran, state):
+def _replay(recordings, inputs, given, ran, parts):
     """All T steps as one node: the first two from their recordings (``ran``, the outputs they gave,
-    and ``state``, the state after them), the others replayed. -> (outputs (T, N, H'), final parts)."""
+    and ``parts``, the state after them), the others replayed. -> (outputs (T, N, H'), final parts)."""
     tape = recordings[1]
-    loop = _Loop(tape, inputs)
-    given = _parts(given)
     learned = [(i, t) for i, t in tape.externals if t.requires_grad]  # the parameters, by slot
     needs_graph = is_grad_enabled() and (inputs.requires_grad or any(p.requires_grad for p in given) or learned)
-    packed = loop.run(recordings, [t.data for t in ran], [p.data for p in _parts(state)], keep=needs_graph)
+    loop = _Loop(tape, inputs, [i for i, _ in learned], [p.requires_grad for p in given])
+    packed = loop.run(recordings, [t.data for t in ran], [p.data for p in parts], keep=needs_graph)
     for recording in recordings:
         recording.release()  # its step's arrays (a view of the inputs among them) are not needed any more
     if needs_graph:
-        loop.learned_slots = [i for i, _ in learned]
-        loop.parts_need_grad = [p.requires_grad for p in given]
-        loop.inputs_need_grad = inputs.requires_grad
         packed = Tensor.from_op(packed, (inputs, *given, *[t for _, t in learned]), LOOP, loop)
     else:
         packed = Tensor(packed)
-    views = [packed[start:end].reshape(shape) for start, end, shape in loop.pieces()]
+    views = [packed[start:end].reshape(shape) for start, end, shape in loop.pieces]
     return views[0], views[1:]
 
 
 class _Loop:
     """The replayed loop's arrays: all the outputs and final state in one flat array (``packed``) and,
-    for backward, every step's kept values."""
+    for backward, every step's kept values; which of its inputs need a gradient."""
 
-    def __init__(self, tape, inputs):
-        self.tape, self.steps = tape, inputs.shape[0]
+    def __init__(self, tape, inputs, learned_slots, parts_need_grad):
+        self.tape, self.steps, self.learned_slots = tape, inputs.shape[0], learned_slots
+        self.inputs_need_grad, self.parts_need_grad = inputs.requires_grad, parts_need_grad
         self.inputs_shape, self.inputs_dtype, self.inputs_data = inputs.shape, inputs.dtype, inputs.data
         self.out_slot, self.state_slots = tape.output_slots[-1], tape.output_slots[:-1]
         self.outputs_shape = (self.steps,) + tape.shapes[self.out_slot]
         self.part_shapes = [tape.shapes[i] for i in self.state_slots]
         # which state part is the step's output (h in RNN, GRU and LSTM): its rows are the outputs'
         self.row_part = self.state_slots.index(self.out_slot) if self.out_slot in self.state_slots else None
+        self.pieces, end = [], 0  # (start, end, shape) in ``packed`` of the outputs, then of each final state part
+        for shape in [self.outputs_shape] + self.part_shapes:
+            self.pieces.append((end, end + math.prod(shape), shape))
+            end += math.prod(shape)
         self.outputs = self.stored = None  # filled by run
 
-    def pieces(self):
-        """(start, end, shape) in ``packed`` of the outputs, then of each final state part."""
-        shapes = [self.outputs_shape] + self.part_shapes
-        ends = np.cumsum([int(np.prod(shape)) for shape in shapes])
-        return [(int(end) - int(np.prod(shape)), int(end), shape) for end, shape in zip(ends, shapes)]
 
     def run(self, recordings, ran, state, keep):
         """The steps after the recorded ones, forward from the state arrays: -> the packed array."""
         tape = self.tape
-        pieces = self.pieces()
+        pieces = self.pieces
         packed = np.empty(pieces[-1][1], dtype=state[0].dtype)
         outputs = self.outputs = packed[:pieces[0][1]].reshape(self.outputs_shape)
         outputs[:len(ran)] = ran
@@ -171,7 +155,7 @@ def _loop_backward(g, out, loop, inputs, *rest):
     if type(g) is not np.ndarray:
         raise RuntimeError("backward(create_graph=True) through a replayed recurrent layer is not supported: "
                            "run its forward inside `with tinygrad_rnn.fast(False):` to record it op by op")
-    tape, pieces = loop.tape, loop.pieces()
+    tape, pieces = loop.tape, loop.pieces
     g_outputs = g[:pieces[0][1]].reshape(loop.outputs_shape)
     carried = [g[start:end].reshape(shape) for start, end, shape in pieces[1:]]
     g_inputs = np.zeros(loop.inputs_shape, dtype=loop.inputs_dtype) if loop.inputs_need_grad else None

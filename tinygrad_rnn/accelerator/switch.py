@@ -15,7 +15,8 @@ class fast(contextlib.ContextDecorator):
     gradient again. ``fast.enabled`` says whether the accelerator is on now.
     """
 
-    enabled = os.environ.get("TINYGRAD_RNN_FAST", "1").strip() not in ("0", "false", "False", "off")
+    enabled = os.environ.get("TINYGRAD_RNN_FAST", "1").strip().lower() not in ("0", "false", "off", "no")
+    outer = []  # the setting each active fast() found on entering, innermost last (right for recursion too)
 
     def __init__(self, enabled=True):
         if not isinstance(enabled, bool):
@@ -23,8 +24,9 @@ class fast(contextlib.ContextDecorator):
         self.value = enabled
 
     def __enter__(self):
-        self.previous, fast.enabled = fast.enabled, self.value
+        fast.outer.append(fast.enabled)
+        fast.enabled = self.value
         return self
 
     def __exit__(self, *exc):
-        fast.enabled = self.previous
+        fast.enabled = fast.outer.pop()

@@ -16,9 +16,12 @@ make that checkable:
 - Python reading a tensor's values (``.item()``, ``bool()``, ``.numpy()``, ``np.asarray``, a
   tensor used as an index, ``max(dim)``), or an op reading a Tensor constructed from an array
   during the call (``Tensor(h.data > 0)``) makes the recording unreplayable (``Tape.problem`` says why);
+- so does a hook or ``retain_grad()`` on a tensor of the call (a replay runs no Tensor to hook);
 - ``Tape.same_as(other)``: two recordings of consecutive steps must agree in every op, ``ctx``,
-  wiring and constant; a constant computed from the data (``Tensor(h.data > 0)``, a random mask)
-  differs between them.
+  wiring and constant (a constant made inside the call that differs, a random mask, shows there).
+
+What no recording can see is Python reading ``.data`` directly (``if h.data.sum() > 0``) or keeping
+state between calls: such a function must not be replayed (``Cell.replayable = False``).
 """
 from collections import OrderedDict
 
@@ -26,7 +29,7 @@ import numpy as np
 
 from .. import tensor
 from ..ops import GETITEM
-from ..tensor import IndexGrad, Tensor, add_at
+from ..tensor import IndexGrad, Tensor, add_at, accumulate as core_accumulate
 from .product import FACTORED_BACKWARDS, PASSES_PRODUCT, ProductGrad
 
 __all__ = ["record", "Tape", "COMPILED_PROGRAMS"]
@@ -38,7 +41,7 @@ def record(fn, inputs):
     ``fn`` returns a Tensor or a tuple of Tensors. The inputs should require grad wherever the
     replay will need their gradients: ops record which of their inputs need one (in ``ctx``).
     """
-    records = []
+    records, hooks_before = [], [_backward_hooks(t) for t in inputs]
     observe = lambda event, t, details: records.append((event, t, details))  # noqa: E731
     tensor.observers.append(observe)
     try:
@@ -46,7 +49,18 @@ def record(fn, inputs):
     finally:
         tensor.observers.remove(observe)
     outputs = [result] if isinstance(result, Tensor) else list(result)
-    return Tape(records, inputs, outputs), outputs
+    tape = Tape(records, inputs, outputs)
+    made = [t for event, t, _ in records if event == "op"]
+    if tape.problem is None and ([_backward_hooks(t) for t in inputs] != hooks_before
+                                 or any(_backward_hooks(t) not in (None, ((), False)) for t in made)):
+        tape.problem = "the function registered a hook or called retain_grad(), which a replay cannot run"
+    return tape, outputs
+
+
+def _backward_hooks(t):
+    """What a function can ask of ``t``'s backward: its hooks and whether it keeps its gradient (None: no node)."""
+    node = t._node
+    return None if node is None else (tuple(node.hooks or ()), node.tensor is not None)
 
 
 class Tape:
@@ -139,7 +153,7 @@ class Tape:
                     kept.add(j)
                 else:  # only its shape and dtype are read
                     arguments.append(len(self.template))
-                    self.template.append(np.broadcast_to(np.zeros((), self.values[j].dtype), self.values[j].shape))
+                    self.template.append(_stand_in(self.values[j]))
             if reads_output:
                 kept.add(out)
             routes = tuple(None if not self.needs_grad[j] else ~j if j in self.external_slots else j for j in ins)
@@ -420,45 +434,41 @@ def _settle(g, shape, passes_product):
     """A gradient as its op's backward takes it: index pieces added into a zero buffer of ``shape``,
     a factored weight gradient multiplied out unless ``passes_product``; anything else as it is."""
     if type(g) is IndexGrad:
-        buffer = np.zeros(shape, dtype=g.g.dtype)
-        add_at(buffer, g)
-        return buffer
+        return add_at(np.zeros(shape, dtype=g.g.dtype), g)
     if type(g) is ProductGrad and not passes_product:
         return g.value()
     return g
 
 
 def accumulate(grads, owned, key, shape, g):
-    """Add the contribution ``g`` to ``grads[key]`` (a gradient of ``shape``), as the core's walk adds
-    gradients, and also for factored weight gradients, which stay factored while both sides are.
-    An array in ``owned`` was allocated here and is added into in place; any other may be shared."""
-    if isinstance(g, np.generic):  # NumPy computes 0-d results as scalars: every gradient is an array
-        g = np.asarray(g)
+    """Add the contribution ``g`` to ``grads[key]`` (a gradient of ``shape``) as the core's walk adds
+    gradients (``tensor.accumulate``), except that factored weight gradients stay factored while both
+    sides are (``ProductGrad.extend``); one side factored and the other not, it is multiplied out."""
     current = grads.get(key)
-    if current is None:
-        grads[key] = _settle(g, shape, True)
-        if type(g) is IndexGrad:
-            owned.add(key)
-        return
-    if type(current) is ProductGrad:
-        if type(g) is ProductGrad:
+    if type(g) is ProductGrad:
+        if type(current) is ProductGrad:
             current.extend(g)
             return
-        current = grads[key] = current.value()
-        owned.add(key)
-    elif type(g) is ProductGrad:
+        if current is None:
+            grads[key] = g
+            return
         g = g.value()
-    if type(g) is IndexGrad:
-        if key not in owned:
-            current = grads[key] = np.array(current)
-            owned.add(key)
-        add_at(current, g)
-    elif key in owned:
-        current += g
-    else:
-        total = current + g
-        grads[key] = np.asarray(total) if isinstance(total, np.generic) else total
+    elif type(current) is ProductGrad:
+        grads[key] = current.value()  # the sum of products, an array of its own
         owned.add(key)
+    core_accumulate(grads, owned, key, shape, g)
+
+
+_STAND_INS = {}  # (shape, dtype) -> a read-only array of that shape and dtype with no data of its own
+
+
+def _stand_in(array):
+    """An argument for a backward that reads only ``array``'s shape and dtype (one per shape and dtype)."""
+    key = (array.shape, array.dtype)
+    stand_in = _STAND_INS.get(key)
+    if stand_in is None:
+        stand_in = _STAND_INS[key] = np.broadcast_to(np.zeros((), array.dtype), array.shape)
+    return stand_in
 
 
 def _equal(a, b):

@@ -45,6 +45,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from ..nn.cells import state_of, state_parts
 from ._checks import check_floating, check_lengths, check_sequence, check_state
 
 __all__ = ["BPTTGrads", "SequenceCache", "StepReference", "check_reference", "sequence_backward", "sequence_forward",
@@ -89,16 +90,6 @@ class SequenceCache(NamedTuple):
     params: dict
     input_shape: tuple     # (N, D): the shape of every x_t
     input_dtype: np.dtype  # and its dtype
-
-
-def state_parts(state):
-    """A state h or (h, c) as a list of its parts."""
-    return list(state) if isinstance(state, (tuple, list)) else [state]
-
-
-def state_of(parts):
-    """A list of state parts as the state itself: the one part, or a tuple of them."""
-    return tuple(parts) if len(parts) > 1 else parts[0]
 
 
 def _map_state(fn, *states):

@@ -29,7 +29,8 @@ from ..tensor import Tensor, get_default_dtype
 from . import init
 from .module import Module, Parameter
 
-__all__ = ["Cell", "RNNCell", "LSTMCell", "GRUCell", "check_input_size", "check_state", "map_state"]
+__all__ = ["Cell", "RNNCell", "LSTMCell", "GRUCell", "check_input_size", "check_state", "map_state", "state_of",
+           "state_parts"]
 
 
 class Cell(Module):
@@ -99,6 +100,19 @@ class Cell(Module):
         if unbatched:
             new_state = map_state(lambda s: s.reshape(s.shape[1:]), new_state)
         return new_state
+
+
+def state_parts(state):
+    """A state h or (h, c) as a list of its parts."""
+    return list(state) if isinstance(state, (tuple, list)) else [state]
+
+
+def state_of(parts, like=None):
+    """A list of state parts as the state itself: the one part or a tuple of them; with ``like`` (a
+    state), in its structure (a one-part tuple state stays a tuple)."""
+    if like is not None:
+        return tuple(parts) if isinstance(like, (tuple, list)) else parts[0]
+    return tuple(parts) if len(parts) > 1 else parts[0]
 
 
 def check_input_size(cell, x, who):

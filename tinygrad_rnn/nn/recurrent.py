@@ -15,7 +15,8 @@ from .._checks import check_bool, check_callable, check_float_dtype, check_int, 
 from ..ops import concat, stack, where
 from ..tensor import Tensor, grad
 from ..accelerator import run_loop
-from .cells import NONLINEARITIES, Cell, GRUCell, LSTMCell, RNNCell, check_input_size, check_state, map_state
+from .cells import (NONLINEARITIES, Cell, GRUCell, LSTMCell, RNNCell, check_input_size, check_state, map_state, state_of,
+                    state_parts)
 from .layers import Dropout
 from .module import Module
 
@@ -163,9 +164,14 @@ class Recurrent(Module):
             inputs, advance = x, None
         outputs, done = [], False
         if lengths is None and advance is not None:
-            outputs, state, done = run_loop(advance, cell.output, inputs, state,
-                                            lambda new: check_state(cell, new, expected, "forward() returned a state that"),
-                                            cell.replayable, any(p.requires_grad for p in cell.parameters()))
+            def step_on_parts(x_t, *parts):  # the accelerator sees a state as its list of parts
+                new_state = advance(x_t, state_of(parts, like=state))
+                check_state(cell, new_state, expected, "forward() returned a state that")
+                return (*state_parts(new_state), cell.output(new_state))
+
+            outputs, parts, done = run_loop(step_on_parts, inputs, state_parts(state), cell.replayable,
+                                            any(p.requires_grad for p in cell.parameters()))
+            state = state_of(parts, like=state)
         shortest = steps if lengths is None else lengths.min()
         for t in range(len(outputs), 0 if done else steps):
             new_state = step(t, inputs[t], state)
