@@ -81,8 +81,8 @@ def add_at(buffer, piece):
 
 class Node:
     """One tensor's place in the graph. ``inputs``: the input tensors' nodes (None if one needs no gradient);
-    ``saved``: per input, its array if backward reads it, else a stand-in with its shape and dtype; ``out``:
-    the output if backward reads it. A leaf (``op`` None) or retained tensor has a weak reference ``tensor``."""
+    ``saved``: per input, its array if backward reads it, else its node or a stand-in (shape and dtype only);
+    ``out``: the output if backward reads it. A leaf (``op`` None) or retained tensor weakly refers to it."""
 
     __slots__ = ("op", "ctx", "inputs", "saved", "out", "shape", "dtype", "seq", "hooks", "tensor")
 
@@ -127,10 +127,10 @@ class Tensor:
         out = object.__new__(cls)
         out.data, out.grad, out.requires_grad, out._node = np.asarray(data), None, False, None  # 0-d: an array too
         reads_output, read = op.reads if reads is None else reads  # (reads the output?, inputs read: None for all)
-        if _GRAD_ENABLED[0] and op.backward is not None and any(t.requires_grad for t in inputs):
-            saved = tuple(t.data if read is None or i in read else _stand_in(t.data) for i, t in enumerate(inputs))
+        if _GRAD_ENABLED[0] and op.backward is not None and any([t.requires_grad for t in inputs]):
+            saved = [t.data if read is None or i in read else t._node or _stand_in(t.data) for i, t in enumerate(inputs)]
             out.requires_grad = True
-            out._node = Node(out.data, op, ctx, tuple(t._node for t in inputs), saved, out.data if reads_output else None)
+            out._node = Node(out.data, op, ctx, [t._node for t in inputs], saved, out.data if reads_output else None)
         for observer in observers:
             observer("op", out, (op, ctx, inputs, (reads_output, read)))
         return out
@@ -191,14 +191,11 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
         if not isinstance(x, Tensor) or not x.requires_grad:
             raise RuntimeError(f"grad(): input {i} is not a Tensor that requires grad")
     found = _walk(outputs, grad_outputs, create_graph, {x._node: None for x in inputs})
-    result = []
     for i, x in enumerate(inputs):
-        g = found[x._node]
-        if g is None and not allow_unused:
+        if found[x._node] is None and not allow_unused:
             raise RuntimeError(f"grad(): input {i} (shape {x.shape}) is not reachable from the outputs; "
                                f"pass allow_unused=True to get None for it")
-        result.append(g if g is None or isinstance(g, Tensor) else Tensor(g))
-    return tuple(result)
+    return tuple(g if g is None or isinstance(g, Tensor) else Tensor(g) for g in (found[x._node] for x in inputs))
 
 
 def _root_gradient(t, g, create_graph):
@@ -244,7 +241,7 @@ def _walk(roots, root_grads, create_graph, capture):
                 continue
             saved, out = node.saved, node.out
             if create_graph:  # the arrays backward reads, as Tensors whose gradients flow into their nodes
-                saved = [Tensor._wrap(s, n) for s, n in zip(saved, node.inputs)]
+                saved = [Tensor._wrap(s, n) if type(s) is np.ndarray else s for s, n in zip(saved, node.inputs)]
                 out = None if out is None else Tensor._wrap(out, node)
             for p, pg in zip(node.inputs, node.op.backward(g, out, node.ctx, *saved)):
                 if p is not None and pg is not None and accumulate(grads, owned, p, p.shape, pg):
