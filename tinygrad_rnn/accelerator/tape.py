@@ -312,7 +312,13 @@ def _backward_source(tape):
         for j in op[6]:
             if j is not None and j >= 0:
                 reaching[j] = reaching.get(j, 0) + 1
-    names = {"accumulate": accumulate, "_settle": _settle, "_side_by_side": _side_by_side, "ndarray": np.ndarray}
+    names = {"accumulate": accumulate, "core_accumulate": core_accumulate, "_settle": _settle,
+             "_side_by_side": _side_by_side, "ndarray": np.ndarray}
+    factored = set()  # the slots a factored weight gradient can reach; the others add as the core does
+    for op, _, _, _, _, _, routes, passes in tape.backward_program:
+        k = 0 if passes else 1
+        if op in FACTORED_BACKWARDS and k < len(routes) and routes[k] is not None:
+            factored.add(~routes[k] if routes[k] < 0 else routes[k])
     tiles = _tiles(tape, reaching)
     joined_at = {max(n for _, n in pieces): (j, axis, pieces) for j, (axis, pieces) in tiles.items()}
     skipped = {n for _, pieces in tiles.values() for _, n in pieces}
@@ -326,13 +332,14 @@ def _backward_source(tape):
 
     def receive(j, value, indent):
         """The line giving contribution ``value`` (an expression, maybe None) to slot j."""
+        add = "accumulate" if j in factored else "core_accumulate"
         if j in external_slots:
             names[f"S{j}"] = shapes[j]
-            return f"{indent}if {value} is not None: accumulate(ext, ext_owned, {j}, S{j}, {value})"
+            return f"{indent}if {value} is not None: {add}(ext, ext_owned, {j}, S{j}, {value})"
         if reaching[j] == 1:
             return f"{indent}g{j} = {value}"
         names[f"S{j}"] = shapes[j]
-        return f"{indent}if {value} is not None: accumulate(grads, owned, {j}, S{j}, {value})"
+        return f"{indent}if {value} is not None: {add}(grads, owned, {j}, S{j}, {value})"
 
     for k, j in enumerate(tape.output_slots):
         if needs_grad[j]:
