@@ -165,3 +165,40 @@ def test_fast_as_a_decorator_is_reentrant():
 
     assert depth(3) is False
     assert tr.fast.enabled is True
+
+
+class ParameterHookingCell(nn.RNNCell):
+    """An RNN cell whose step halves weight_hh's gradient with a hook, registered anew at every step."""
+
+    def step(self, projected, h):
+        self.weight_hh.register_hook(lambda g: g * 0.5)
+        return super().step(projected, h)
+
+
+def test_a_hook_registered_on_a_parameter_inside_the_step_is_registered_at_every_step():
+    x = tr.Tensor(np.random.default_rng(3).standard_normal((6, 2, 3)))
+    results = both_ways(lambda: (nn.Recurrent(cell := ParameterHookingCell(3, 4, dtype=np.float64)),
+                                 list(cell.parameters())), x)
+    assert_same(results)
+
+
+def test_a_list_state_stays_a_list():
+    seen = {}
+
+    class ListStateCell(nn.Cell):
+        hidden_size = 2
+
+        def init_state(self, batch):
+            return [tr.Tensor(np.zeros((batch, 2))), tr.Tensor(np.zeros((batch, 2)))]
+
+        def forward(self, x, state):
+            seen.setdefault(tr.fast.enabled, set()).add(type(state))
+            h, c = state
+            return [(x + h).tanh(), c + h]
+
+    x = tr.Tensor(np.random.default_rng(4).standard_normal((4, 1, 2)))
+    for on in (True, False):
+        with tr.fast(on):
+            _, final = nn.Recurrent(ListStateCell())(x)
+        assert type(final) is list
+    assert seen == {True: {list}, False: {list}}

@@ -468,3 +468,27 @@ def test_relu_at_infinities_nan_and_zeros_as_pytorch():
     y.sum().backward()
     np.testing.assert_array_equal(x.grad, [0.0, 0.0, 0.0, 0.0, 1.0, 1.0])
     assert np.isnan(tr.Tensor(np.array([np.nan])).relu().data[0])
+
+
+def test_a_parameter_given_new_data_gets_a_gradient_of_the_new_shape_and_dtype():
+    """A backward that reads only an input's shape and dtype reads them from the input as the op saw it."""
+    p = tr.nn.Parameter(np.ones((2, 3), np.float32))
+    p.data = np.ones((4, 3), np.float64)
+    (p.sum() + p.reshape(3, 4).sum()).backward()
+    assert p.grad.shape == (4, 3) and p.grad.dtype == np.float64
+    np.testing.assert_array_equal(p.grad, np.full((4, 3), 2.0))
+
+
+def test_a_custom_op_that_reads_no_input_still_gets_arrays_of_its_inputs_shape():
+    """A user's Op with reads=NOTHING: its backward gets ndarrays of the inputs' shapes and dtypes."""
+    seen = []
+
+    def backward(g, out, ctx, x):
+        seen.append((type(x), x.shape, x.dtype))
+        return (g * np.ones_like(x),)
+
+    double = tr.ops.Op("double", lambda ctx, x: 2 * x, backward, tr.ops.NOTHING)
+    w = tr.Tensor(np.array([[1.0, 2.0, 3.0]], np.float32), requires_grad=True)
+    double(None, w).sum().backward()
+    assert seen == [(np.ndarray, (1, 3), np.float32)]
+    assert w.grad.dtype == np.float32

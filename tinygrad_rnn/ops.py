@@ -307,7 +307,7 @@ def relu(a):
     return RELU(None, a)
 
 
-RELU = Op("relu", lambda ctx, a: np.maximum(a, 0), lambda g, out, ctx, a: (g * (_values(out) > 0),), OUTPUT)
+RELU = Op("relu", lambda ctx, a: np.maximum(a, a.dtype.type(0)), lambda g, out, ctx, a: (g * (_values(out) > 0),), OUTPUT)
 
 
 def abs(a):

@@ -4,8 +4,8 @@ An op's result has a ``Node``: the ``Op`` that made it, its inputs' nodes, the a
 ``backward()`` visits nodes largest creation number first: a node is made after its inputs, so each is
 visited after all its consumers, its gradient complete; the visit adds the op's backward's results to the
 inputs' gradients. Gradients are ndarrays; with ``create_graph=True`` they are Tensors, and each backward
-(written with what both share) records itself: gradients of gradients. ``ops.py`` attaches the operators.
-Read in order with docs/engine.md. One seam lets tools watch the engine: ``observers``.
+(written with what both share) records itself: gradients of gradients. ``ops.py`` attaches the operators;
+docs/engine.md is the reading guide. One seam lets tools watch the engine: ``observers``.
 """
 import contextlib
 import collections
@@ -19,9 +19,8 @@ import numpy as np
 __all__ = ["Tensor", "IndexGrad", "add_at", "accumulate", "no_grad", "is_grad_enabled", "grad", "observers", "read_values",
            "set_default_dtype", "get_default_dtype"]
 
-# The seam: functions called as observer(event, tensor, details) when an op makes a Tensor ("op", details
-# (op, ctx, inputs, reads)), when a Tensor is made from an array ("array") and when Python reads a Tensor's
-# values ("read", details what read them). The accelerator's step recorder is one; the core ignores what they do.
+# The seam: observer(event, tensor, details) is called when an op makes a Tensor ("op", details (op, ctx, inputs,
+# reads)), a Tensor is made from an array ("array") or Python reads a Tensor's values or hooks it ("read", how).
 observers = []
 
 
@@ -81,7 +80,7 @@ def add_at(buffer, piece):
 
 class Node:
     """One tensor's place in the graph. ``inputs``: the input tensors' nodes (None if one needs no gradient);
-    ``saved``: per input, its array if backward reads it, else its node or a stand-in (shape and dtype only);
+    ``saved``: per input, its array if backward reads it, else a stand-in with its shape and dtype only;
     ``out``: the output if backward reads it. A leaf (``op`` None) or retained tensor weakly refers to it."""
 
     __slots__ = ("op", "ctx", "inputs", "saved", "out", "shape", "dtype", "seq", "hooks", "tensor")
@@ -91,10 +90,15 @@ class Node:
         self.shape, self.dtype, self.seq, self.hooks, self.tensor = data.shape, data.dtype, _next_seq(), None, tensor
 
 
+_STAND_INS = {}  # (shape, dtype) -> a read-only array of that shape whose elements all view one NaN (or 0)
+
+
 def _stand_in(array):
     """``array``'s shape and dtype, no data: for a backward that reads only those (NaN, so a mistaken read shows)."""
-    one = np.array([np.nan if array.dtype.kind == "f" else 0], array.dtype)  # all elements view this one
-    return np.ndarray(array.shape, array.dtype, one, strides=(0,) * array.ndim)
+    key = (array.shape, array.dtype)
+    if key not in _STAND_INS:
+        _STAND_INS[key] = np.broadcast_to(np.array(np.nan if array.dtype.kind == "f" else 0, array.dtype), array.shape)
+    return _STAND_INS[key]
 
 
 class Tensor:
@@ -107,10 +111,9 @@ class Tensor:
     def __init__(self, data, requires_grad=False, dtype=None):
         if isinstance(data, Tensor):
             raise TypeError("Tensor(data) got a Tensor; use .detach() or .data to share or copy it")
-        if dtype is None and not isinstance(data, (np.ndarray, np.generic)):  # numbers and lists: the default dtype
-            dtype = _DEFAULT_DTYPE[0]
+        numbers = dtype is None and not isinstance(data, (np.ndarray, np.generic))  # numbers and lists: the default dtype
         try:
-            data = np.asarray(data, dtype=dtype)  # an ndarray of that dtype already is used as it is
+            data = np.asarray(data, dtype=_DEFAULT_DTYPE[0] if numbers else dtype)  # an ndarray of that dtype: itself
         except (TypeError, ValueError) as error:
             raise TypeError(f"cannot make a Tensor from {type(data).__name__}: {error}") from None
         if data.dtype.kind not in "fiub":
@@ -128,7 +131,7 @@ class Tensor:
         out.data, out.grad, out.requires_grad, out._node = np.asarray(data), None, False, None  # 0-d: an array too
         reads_output, read = op.reads if reads is None else reads  # (reads the output?, inputs read: None for all)
         if _GRAD_ENABLED[0] and op.backward is not None and any([t.requires_grad for t in inputs]):
-            saved = [t.data if read is None or i in read else t._node or _stand_in(t.data) for i, t in enumerate(inputs)]
+            saved = [t.data if read is None or i in read else _stand_in(t.data) for i, t in enumerate(inputs)]
             out.requires_grad = True
             out._node = Node(out.data, op, ctx, [t._node for t in inputs], saved, out.data if reads_output else None)
         for observer in observers:
@@ -162,14 +165,15 @@ class Tensor:
         """Keep ``.grad`` on this non-leaf tensor after ``backward()`` (leaves always keep it)."""
         if not self.requires_grad:
             raise RuntimeError("retain_grad() on a tensor that does not require grad")
-        if self._node.tensor is None:
-            self._node.tensor = weakref.ref(self)
+        read_values(self, "retain_grad()")  # a step that keeps gradients cannot be replayed without Tensors
+        self._node.tensor = self._node.tensor or weakref.ref(self)
 
     def register_hook(self, fn):
         """``fn(grad) -> grad or None`` runs when this tensor's gradient is complete; a returned value
         replaces the gradient that flows on (and that a leaf stores). Returns a handle with ``remove()``."""
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that does not require grad")
+        read_values(self, "register_hook()")  # likewise: a replay has no Tensor to run the hook on
         hooks = self._node.hooks = self._node.hooks or []
         hooks.append(fn)
         return types.SimpleNamespace(remove=lambda: fn in hooks and hooks.remove(fn))  # handle.remove() unregisters
@@ -214,9 +218,8 @@ def _root_gradient(t, g, create_graph):
 
 
 def _walk(roots, root_grads, create_graph, capture):
-    """Send gradients from ``roots`` to every node that needs one, last-made node first. ``grads``: each
-    pending node's gradient. They land in the ``.grad`` of leaves and retained tensors, or, with
-    ``capture`` ({node: None}, from ``grad()``), only in ``capture``."""
+    """Send gradients from ``roots`` to every node that needs one, last-made node first, into the ``.grad`` of
+    leaves and retained tensors, or, with ``capture`` ({node: None}, from ``grad()``), only into ``capture``."""
     grads, owned, heap = {}, set(), []
     previous, _GRAD_ENABLED[0] = _GRAD_ENABLED[0], create_graph  # the backward pass is recorded only if asked
     try:
@@ -241,7 +244,7 @@ def _walk(roots, root_grads, create_graph, capture):
                 continue
             saved, out = node.saved, node.out
             if create_graph:  # the arrays backward reads, as Tensors whose gradients flow into their nodes
-                saved = [Tensor._wrap(s, n) if type(s) is np.ndarray else s for s, n in zip(saved, node.inputs)]
+                saved = [Tensor._wrap(s, n) for s, n in zip(saved, node.inputs)]
                 out = None if out is None else Tensor._wrap(out, node)
             for p, pg in zip(node.inputs, node.op.backward(g, out, node.ctx, *saved)):
                 if p is not None and pg is not None and accumulate(grads, owned, p, p.shape, pg):

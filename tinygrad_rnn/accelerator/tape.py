@@ -14,9 +14,9 @@ A recording is only as good as the assumption that the same ops run on every cal
 make that checkable:
 
 - Python reading a tensor's values (``.item()``, ``bool()``, ``.numpy()``, ``np.asarray``, a
-  tensor used as an index, ``max(dim)``), or an op reading a Tensor constructed from an array
-  during the call (``Tensor(h.data > 0)``) makes the recording unreplayable (``Tape.problem`` says why);
-- so does a hook or ``retain_grad()`` on a tensor of the call (a replay runs no Tensor to hook);
+  tensor used as an index, ``max(dim)``), a hook or ``retain_grad()`` on any tensor (a replay has no
+  Tensor to run it on), or an op reading a Tensor constructed from an array during the call
+  (``Tensor(h.data > 0)``) makes the recording unreplayable (``Tape.problem`` says why);
 - ``Tape.same_as(other)``: two recordings of consecutive steps must agree in every op, ``ctx``,
   wiring and constant (a constant made inside the call that differs, a random mask, shows there).
 
@@ -41,7 +41,7 @@ def record(fn, inputs):
     ``fn`` returns a Tensor or a tuple of Tensors. The inputs should require grad wherever the
     replay will need their gradients: ops record which of their inputs need one (in ``ctx``).
     """
-    records, hooks_before = [], [_backward_hooks(t) for t in inputs]
+    records = []
     observe = lambda event, t, details: records.append((event, t, details))  # noqa: E731
     tensor.observers.append(observe)
     try:
@@ -49,18 +49,7 @@ def record(fn, inputs):
     finally:
         tensor.observers.remove(observe)
     outputs = [result] if isinstance(result, Tensor) else list(result)
-    tape = Tape(records, inputs, outputs)
-    made = [t for event, t, _ in records if event == "op"]
-    if tape.problem is None and ([_backward_hooks(t) for t in inputs] != hooks_before
-                                 or any(_backward_hooks(t) not in (None, ((), False)) for t in made)):
-        tape.problem = "the function registered a hook or called retain_grad(), which a replay cannot run"
-    return tape, outputs
-
-
-def _backward_hooks(t):
-    """What a function can ask of ``t``'s backward: its hooks and whether it keeps its gradient (None: no node)."""
-    node = t._node
-    return None if node is None else (tuple(node.hooks or ()), node.tensor is not None)
+    return Tape(records, inputs, outputs), outputs
 
 
 class Tape:

@@ -110,8 +110,8 @@ def state_parts(state):
 def state_of(parts, like=None):
     """A list of state parts as the state itself: the one part or a tuple of them; with ``like`` (a
     state), in its structure (a one-part tuple state stays a tuple)."""
-    if like is not None:
-        return tuple(parts) if isinstance(like, (tuple, list)) else parts[0]
+    if like is not None:  # a list stays a list, a tuple a tuple
+        return list(parts) if isinstance(like, list) else tuple(parts) if isinstance(like, tuple) else parts[0]
     return tuple(parts) if len(parts) > 1 else parts[0]
 
 
