@@ -75,41 +75,43 @@ def test_dot_of_an_unrolled_lstm_names_each_parameter_once():
 def test_an_accelerated_lstm_is_one_loop_node_over_all_steps(steps):
     """Hand count for output.sum() of a one-layer LSTM(3, 2) on x (T, 1, 3), whatever T (>= 3):
     the biases added once (add), the input projection of all steps (linear, reshape to (T, 1, 8)),
-    ONE recurrent_loop node for all T steps, whose packed output (T*N*H + N*H + N*H,) the outputs
-    are a view of (getitem, reshape), and the sum: 7 ops and no op of a step (no sigmoid, tanh, mul).
+    ONE recurrent_loop node for all T steps, whose packed output (T + 1, N, H) (the outputs, then
+    c's row) the outputs are a view of (getitem), and the sum: 6 ops and no op of a step (no sigmoid,
+    tanh, mul).
     The loop node's inputs: the projection, h_0 and c_0 (zeros, no grad: inputs) and weight_hh;
     each parameter is used once, weight_hh by the loop node for every step."""
     module = nn.LSTM(3, 2, dtype=np.float64)
     with tr.fast(True):  # on whatever TINYGRAD_RNN_FAST says
         output, _ = module(tr.Tensor(np.ones((steps, 1, 3))))
     counts = viz.graph_counts(output.sum(), module)
-    assert counts.ops == Counter(recurrent_loop=1, add=1, linear=1, reshape=2, getitem=1, sum=1)
+    assert counts.ops == Counter(recurrent_loop=1, add=1, linear=1, reshape=1, getitem=1, sum=1)
     assert counts.leaves == Counter(input=3)  # x (reshaped to (T, 3) for the projection), h_0, c_0
     assert counts.parameter_uses == {"weight_ih_l0": 1, "weight_hh_l0": 1, "bias_ih_l0": 1, "bias_hh_l0": 1}
     assert counts.step_parameter is None and "per step" not in viz.summary(output.sum(), module)
     _, edges, labels = parse_dot(viz.to_dot(output.sum(), module))
     (loop,) = [node for node, label in labels.items() if label.split("\\n")[0] == "recurrent_loop"]
-    assert labels[loop] == f"recurrent_loop\\n({steps * 1 * 2 + 1 * 2 + 1 * 2},)"
+    assert labels[loop] == f"recurrent_loop\\n({steps + 1}, 1, 2)"
     into_loop = sorted(labels[a] for a, b in edges if b == loop)
     assert into_loop == sorted([f"reshape\\n({steps}, 1, 8)", "input\\n(1, 2)", "input\\n(1, 2)",
                                 "weight_hh_l0\\n(8, 2)\\nparameter, used 1x"])
-    assert [labels[b] for a, b in edges if a == loop] == [f"getitem\\n({steps * 1 * 2},)"]
+    assert [labels[b] for a, b in edges if a == loop] == [f"getitem\\n({steps}, 1, 2)"]
 
 
 def test_the_outputs_and_the_final_state_are_views_of_the_one_loop_node():
     """output.sum() + h_n.sum() + c_n.sum() of an LSTM(3, 2) on x (5, 1, 3): still one recurrent_loop
-    node, read by three getitem views (the outputs (10,), h (2,), c (2,)), each reshaped (plus the
-    projection's reshape: 4), h and c stacked into (L*K, N, H); three sums and two adds of the loss,
+    node, read by three getitem views (the outputs (5, 1, 2), h its last row and c the row after it),
+    the projection's reshape, h and c stacked into (L*K, N, H); three sums and two adds of the loss,
     plus the biases' add."""
     module = nn.LSTM(3, 2, dtype=np.float64)
     with tr.fast(True):
         output, (h, c) = module(tr.Tensor(np.ones((5, 1, 3))))
     loss = output.sum() + h.sum() + c.sum()
     assert viz.graph_counts(loss, module).ops == Counter(
-        recurrent_loop=1, getitem=3, reshape=4, stack=2, sum=3, add=3, linear=1)
+        recurrent_loop=1, getitem=3, reshape=1, stack=2, sum=3, add=3, linear=1)
     _, edges, labels = parse_dot(viz.to_dot(loss, module))
     (loop,) = [node for node, label in labels.items() if label.split("\\n")[0] == "recurrent_loop"]
-    assert sorted(labels[b] for a, b in edges if a == loop) == ["getitem\\n(10,)", "getitem\\n(2,)", "getitem\\n(2,)"]
+    assert sorted(labels[b] for a, b in edges if a == loop) == ["getitem\\n(1, 2)", "getitem\\n(1, 2)",
+                                                                 "getitem\\n(5, 1, 2)"]
 
 
 def test_fast_false_draws_the_same_lstm_step_by_step():

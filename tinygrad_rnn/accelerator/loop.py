@@ -8,9 +8,10 @@ recorded backward program from the last step to the first, carrying the state's 
 step to step. Weights used at every step collect every step's gradient as factors and are
 multiplied out once (``product.ProductGrad``).
 
-The node's output is one flat array holding the outputs of all T steps, then the final state's
-parts; ``outputs`` and each final part are core views (``getitem``, ``reshape``) of it, so the
-graph's walk hands the loop one gradient for all of them.
+The node's output is one array holding the outputs of all T steps and the final state's parts
+(``_Loop`` says how); ``outputs`` and each final part are core views (``getitem``, ``reshape``)
+of it, or for an RNN or GRU the outputs are that array itself, so the graph's walk hands the loop
+one gradient for all of them.
 
 Memory: every step's output is written straight into the (T, N, H') part of that array, and the
 step's state h_t is read from there; the input's gradient is one (T, N, ...) buffer. Both buffers
@@ -95,13 +96,24 @@ def _replay(recordings, inputs, given, ran, parts):
         packed = Tensor.from_op(packed, (inputs, *given, *[t for _, t in learned]), LOOP, loop)
     else:
         packed = Tensor(packed)
-    views = [packed[start:end].reshape(shape) for start, end, shape in loop.pieces]
+    views = [packed if index is None else _view(packed[index], shape) for index, shape in loop.pieces]
     return views[0], views[1:]
 
 
+def _view(piece, shape):
+    return piece if piece.shape == shape else piece.reshape(shape)
+
+
 class _Loop:
-    """The replayed loop's arrays: all the outputs and final state in one flat array (``packed``) and,
-    for backward, every step's kept values; which of its inputs need a gradient."""
+    """The replayed loop's arrays: all the outputs and the final state in one array (``packed``) and,
+    for backward, every step's kept values; which of its inputs need a gradient.
+
+    ``packed`` is (T + k, N, H'), the outputs then one row per other state part, when every state
+    part has the output's shape and one of them is the output (h in RNN, GRU, LSTM: its final value
+    is the last output row; k = 0 for an RNN or GRU, whose outputs are then ``packed`` itself, and
+    a loss on the outputs sends the loop its gradient as it is). Otherwise it is flat, the outputs
+    and each part one after the other. ``pieces``: per outputs and part, (index into ``packed``,
+    None for all of it; shape)."""
 
     def __init__(self, tape, inputs, learned_slots, parts_need_grad):
         self.tape, self.steps, self.learned_slots = tape, inputs.shape[0], learned_slots
@@ -112,19 +124,28 @@ class _Loop:
         self.part_shapes = [tape.shapes[i] for i in self.state_slots]
         # which state part is the step's output (h in RNN, GRU and LSTM): its rows are the outputs'
         self.row_part = self.state_slots.index(self.out_slot) if self.out_slot in self.state_slots else None
-        self.pieces, end = [], 0  # (start, end, shape) in ``packed`` of the outputs, then of each final state part
-        for shape in [self.outputs_shape] + self.part_shapes:
-            self.pieces.append((end, end + math.prod(shape), shape))
-            end += math.prod(shape)
+        out_shape, others = tape.shapes[self.out_slot], [k for k in range(len(self.state_slots)) if k != self.row_part]
+        if self.row_part is not None and all(self.part_shapes[k] == out_shape for k in others):
+            rows = {k: self.steps + j for j, k in enumerate(others)} | {self.row_part: self.steps - 1}
+            self.packed_shape = (self.steps + len(others),) + out_shape
+            self.pieces = [(None if not others else slice(0, self.steps), self.outputs_shape)]
+            self.pieces += [(rows[k], out_shape) for k in range(len(self.state_slots))]
+            self.in_last_row = self.row_part  # this part's gradient arrives inside the outputs' last row
+        else:
+            self.in_last_row = None
+            self.pieces, end = [], 0
+            for shape in [self.outputs_shape] + self.part_shapes:
+                self.pieces.append((slice(end, end + math.prod(shape)), shape))
+                end += math.prod(shape)
+            self.packed_shape = (end,)
         self.outputs = self.stored = None  # filled by run
 
 
     def run(self, recordings, ran, state, keep):
         """The steps after the recorded ones, forward from the state arrays: -> the packed array."""
         tape = self.tape
-        pieces = self.pieces
-        packed = np.empty(pieces[-1][1], dtype=state[0].dtype)
-        outputs = self.outputs = packed[:pieces[0][1]].reshape(self.outputs_shape)
+        packed = np.empty(self.packed_shape, dtype=state[0].dtype)
+        outputs = self.outputs = self.piece_of(packed, 0)
         outputs[:len(ran)] = ran
         state = [outputs[len(ran) - 1] if k == self.row_part else part for k, part in enumerate(state)]
         stored = [None] * self.steps if keep else None
@@ -143,10 +164,15 @@ class _Loop:
             if keep:
                 tape.forget_unread(values)
                 stored[t] = values
-        for (start, end, shape), part in zip(pieces[1:], state):
-            packed[start:end] = part.reshape(-1)
+        for k, part in enumerate(state):
+            self.piece_of(packed, k + 1)[...] = part  # the output part's is its own last row already
         self.stored, self.inputs_data = stored, None  # backward never reads the inputs: let them go
         return packed
+
+    def piece_of(self, array, k):
+        """Piece k (0: the outputs, k: state part k - 1) of ``packed`` or of its gradient, as a view."""
+        index, shape = self.pieces[k]
+        return array.reshape(shape) if index is None else array[index].reshape(shape)
 
 
 def _loop_backward(g, out, loop, inputs, *rest):
@@ -155,9 +181,9 @@ def _loop_backward(g, out, loop, inputs, *rest):
     if type(g) is not np.ndarray:
         raise RuntimeError("backward(create_graph=True) through a replayed recurrent layer is not supported: "
                            "run its forward inside `with tinygrad_rnn.fast(False):` to record it op by op")
-    tape, pieces = loop.tape, loop.pieces
-    g_outputs = g[:pieces[0][1]].reshape(loop.outputs_shape)
-    carried = [g[start:end].reshape(shape) for start, end, shape in pieces[1:]]
+    tape = loop.tape
+    g_outputs = loop.piece_of(g, 0)
+    carried = [None if k - 1 == loop.in_last_row else loop.piece_of(g, k) for k in range(1, len(loop.pieces))]
     g_inputs = np.zeros(loop.inputs_shape, dtype=loop.inputs_dtype) if loop.inputs_need_grad else None
     learned, learned_owned = {}, set()
     for t in reversed(range(loop.steps)):
