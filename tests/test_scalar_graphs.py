@@ -142,6 +142,20 @@ def test_the_former_crashes_combined_in_one_graph_with_fan_out():
 
 
 # ===================================================================== 2. every result an ndarray
+def central_differences(value_at, base, eps=EPS):
+    """d value_at(x) / dx at x = ``base`` (an ndarray), entry by entry: (f(x + eps) - f(x - eps)) / 2 eps,
+    every evaluation on a fresh copy of ``base``."""
+    g = np.zeros(base.shape)
+    for position in np.ndindex(base.shape):
+        total = []
+        for sign in (1, -1):
+            shifted = base.copy()
+            shifted[position] += sign * eps
+            total.append(float(value_at(shifted)))
+        g[position] = (total[0] - total[1]) / (2 * eps)
+    return g
+
+
 def _check_result_and_gradients(fn, reference, arrays, seed):
     """``fn`` on float64 leaves: ndarray ``.data`` of the reference's shape and values; then
     ``backward(w)`` leaves ndarray gradients equal to central differences of sum(reference * w)."""
@@ -161,14 +175,8 @@ def _check_result_and_gradients(fn, reference, arrays, seed):
         assert x.grad.shape == a.shape and x.grad.dtype == np.float64
         if out.dtype != np.float64:  # a float32 result: finite differences would measure its rounding
             continue
-        numeric = np.zeros(a.shape)
-        for position in np.ndindex(a.shape):
-            values = []
-            for sign in (1, -1):
-                shifted = [b.copy() for b in arrays]
-                shifted[i][position] += sign * EPS
-                values.append(np.sum(np.asarray(reference(*shifted), dtype=np.float64) * w))
-            numeric[position] = (values[0] - values[1]) / (2 * EPS)
+        numeric = central_differences(lambda shifted: np.sum(np.asarray(
+            reference(*[shifted if j == i else b.copy() for j, b in enumerate(arrays)]), dtype=np.float64) * w), a)
         np.testing.assert_allclose(x.grad, numeric, rtol=1e-5, atol=1e-7)
 
 
@@ -697,32 +705,16 @@ def _matmul_ok(a, b):
 def numeric_gradients(program, leaves=None, eps=EPS):
     """d out / d leaf by central differences of the NumPy interpretation."""
     leaves = program.leaves if leaves is None else leaves
-    grads = []
-    for i, a in enumerate(leaves):
-        g = np.zeros(a.shape)
-        for position in np.ndindex(a.shape):
-            total = []
-            for sign in (1, -1):
-                shifted = [b.copy() for b in leaves]
-                shifted[i][position] += sign * eps
-                total.append(float(run(program, NP, shifted)[0]))
-            g[position] = (total[0] - total[1]) / (2 * eps)
-        grads.append(g)
-    return grads
+    return [central_differences(lambda shifted: run(program, NP, [shifted if j == i else b.copy()
+                                                                  for j, b in enumerate(leaves)])[0], a, eps)
+            for i, a in enumerate(leaves)]
 
 
 def numeric_node_gradient(program, index, eps=EPS):
     """d out / d node[index] (an intermediate), by central differences with the node's value replaced."""
     base = np.asarray(run(program, NP, program.leaves)[1][index], dtype=np.float64)
-    g = np.zeros(base.shape)
-    for position in np.ndindex(base.shape):
-        total = []
-        for sign in (1, -1):
-            shifted = base.copy()
-            shifted[position] += sign * eps
-            total.append(float(run(program, NP, program.leaves, override=(index, shifted))[0]))
-        g[position] = (total[0] - total[1]) / (2 * eps)
-    return g
+    return central_differences(lambda shifted: run(program, NP, program.leaves, override=(index, shifted))[0],
+                               base, eps)
 
 
 def engine_gradients(program, arrays):
