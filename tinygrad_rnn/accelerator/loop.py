@@ -96,12 +96,8 @@ def _replay(recordings, inputs, given, ran, parts):
         packed = Tensor.from_op(packed, (inputs, *given, *[t for _, t in learned]), LOOP, loop)
     else:
         packed = Tensor(packed)
-    views = [packed if index is None else _view(packed[index], shape) for index, shape in loop.pieces]
+    views = [loop.piece_of(packed, k) for k in range(len(loop.pieces))]
     return views[0], views[1:]
-
-
-def _view(piece, shape):
-    return piece if piece.shape == shape else piece.reshape(shape)
 
 
 class _Loop:
@@ -140,7 +136,6 @@ class _Loop:
             self.packed_shape = (end,)
         self.outputs = self.stored = None  # filled by run
 
-
     def run(self, recordings, ran, state, keep):
         """The steps after the recorded ones, forward from the state arrays: -> the packed array."""
         tape = self.tape
@@ -170,9 +165,11 @@ class _Loop:
         return packed
 
     def piece_of(self, array, k):
-        """Piece k (0: the outputs, k: state part k - 1) of ``packed`` or of its gradient, as a view."""
+        """Piece k (0: the outputs, k: state part k - 1) of ``packed``, of its gradient or of its Tensor,
+        as a view (reshaped only where its shape differs: for a Tensor, that is an op)."""
         index, shape = self.pieces[k]
-        return array.reshape(shape) if index is None else array[index].reshape(shape)
+        piece = array if index is None else array[index]
+        return piece if piece.shape == shape else piece.reshape(shape)
 
 
 def _loop_backward(g, out, loop, inputs, *rest):
