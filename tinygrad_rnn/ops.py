@@ -350,7 +350,7 @@ def astype(a, dtype):
     return (ASTYPE if dtype.kind == "f" else CAST)(dtype, a)
 
 
-ASTYPE = Op("astype", lambda dtype, a: a.astype(dtype), lambda g, out, dtype, a: (g.astype(a.dtype),), NOTHING)
+ASTYPE = Op("astype", CAST.forward, lambda g, out, dtype, a: (g.astype(a.dtype),), NOTHING)  # CAST, differentiable
 
 
 # ===================================================================== reductions
