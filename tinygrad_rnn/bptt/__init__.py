@@ -8,6 +8,7 @@ from . import gru, losses, lstm, rnn
 from .check_command import run_check, run_user_check
 from .crosscheck import CrosscheckReport, CrosscheckRow, crosscheck
 from .sequence import BPTTGrads, StepReference, sequence_backward, sequence_forward
+from .truncation import truncated_gradients
 
 __all__ = ["BPTTGrads", "CrosscheckReport", "CrosscheckRow", "StepReference", "crosscheck", "gru", "losses", "lstm",
-           "rnn", "run_check", "run_user_check", "sequence_backward", "sequence_forward"]
+           "rnn", "run_check", "run_user_check", "sequence_backward", "sequence_forward", "truncated_gradients"]
