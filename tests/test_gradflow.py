@@ -221,7 +221,7 @@ def test_gradflow_command_without_matplotlib_still_returns_the_table(monkeypatch
     assert "matplotlib is not installed" in text and not out.exists()
     rows = table_rows(text)
     assert sorted(rows) == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22]
-    xs, models = gradflow._demo(("rnn", "gru"), 23, 4, 2, 1, 0)
+    xs, models = gradflow.demo_models(("rnn", "gru"), seq_len=23, hidden=4, input_size=2)
     expected = [gradflow.reference_hidden_grad_norms(models[name], xs) for name in ("rnn", "gru")]
     for t, values in rows.items():
         np.testing.assert_allclose(values, [e[t] for e in expected], rtol=1e-3)
@@ -241,7 +241,7 @@ def test_the_commands_write_a_png_with_matplotlib(tmp_path):
 
 def test_contributions_command_table_is_the_per_step_norms():
     text = gradflow.contributions_command(("rnn",), seq_len=5, hidden=3, input_size=2, out=None)
-    xs, models = gradflow._demo(("rnn",), 5, 3, 2, 1, 0)
+    xs, models = gradflow.demo_models(("rnn",), seq_len=5, hidden=3, input_size=2)
     expected = gradflow.reference_weight_grad_contributions(models["rnn"], xs).norms()["weight_hh"]
     rows = table_rows(text)
     np.testing.assert_allclose([rows[t][0] for t in range(5)], expected, rtol=1e-3, atol=1e-300)

@@ -5,7 +5,9 @@
     tinygrad-rnn sentiment  train the many-to-one sentiment classifier and report its test accuracy
     tinygrad-rnn check      autograd vs hand-derived BPTT vs finite differences, per parameter
                             (the built-in cells, or yours: --cell file.py:ClassName)
-    tinygrad-rnn gradflow   ‖∂L/∂h_t‖ over time for RNN, LSTM and GRU (a PNG with matplotlib)
+    tinygrad-rnn gradflow   ‖∂L/∂h_t‖ over time for RNN, LSTM and GRU (a PNG with matplotlib); with
+                            --param, --jacobians, --clip or --contributions: per-step weight shares,
+                            Jacobians through time, clipping, the (loss step × use step) matrix
 
 ``check`` cross-checks the built-in cells by default (``--cell lstm,gru``: some of them), or a
 cell of yours::
@@ -41,13 +43,16 @@ import sys
 import time
 from typing import Callable, NamedTuple
 
+from . import __version__
 from .bptt.check_command import CELL_NAMES, run_check, run_user_check
 from .bptt.user_code import is_spec
 from .checkpoint import (best_checkpoint_path, checkpoint_parts, checkpoint_to_resume, load_checkpoint,
                          refuse_to_overwrite, required_vocab)
 from .data import builtin_corpus, load_text
-from .gradflow import contributions_command, gradflow_command
+from .gradflow import (clipping_command, contribution_matrix_command, contributions_command, gradflow_command,
+                       jacobians_command)
 from .models import default_prime
+from .threads import parse_threads
 from .train import TrainingDiverged, TrainingInterrupted, train_char_lm, train_sentiment
 
 __all__ = ["main", "build_parser", "Subcommand", "SUBCOMMANDS"]
@@ -96,6 +101,18 @@ def _add_train_arguments(parser):
     parser.add_argument("--eval-every", type=int, default=250, help="validate and checkpoint every K steps (default 250)")
     parser.add_argument("--sample-every", type=int, default=500, help="print a sample every K steps (0: never)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and samples (default 0)")
+    parser.add_argument("--threads", type=_threads, default="auto", metavar="{auto,1,2,...}",
+                        help="NumPy's BLAS threads: auto (default) runs 1 or as many as BLAS started with, whichever "
+                             "gives faster steps, re-measured as training goes (another busy process makes one "
+                             "thread faster); a number fixes it. Needs threadpoolctl (pip install -e \".[threads]\")")
+
+
+def _threads(text):
+    """--threads as train_char_lm's ``threads`` (argparse turns the error into a one-line usage error)."""
+    try:
+        return parse_threads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _train(args):
@@ -117,7 +134,7 @@ def _train(args):
         embedding_dim=model.get("embedding_dim"), num_layers=settings["layers"], dropout=settings["dropout"],
         checkpoint=args.checkpoint,
         resume=args.resume, overwrite=args.force, eval_every=args.eval_every, sample_every=args.sample_every or None,
-        seed=args.seed)
+        seed=args.seed, threads=args.threads)
     print(f"done: step {result.step}, validation {result.val_loss:.3f} nats/char (best {result.best_val_loss:.3f}, "
           f"unigram baseline {result.unigram_loss:.3f}) in {result.seconds:.0f} s; checkpoints "
           f"{args.checkpoint} and {best_checkpoint_path(args.checkpoint)}")
@@ -232,23 +249,75 @@ def _lengths(text):
 
 
 # ===================================================================== gradflow
+def _gradflow_picture(mode, param):
+    """The PNG a gradflow mode writes unless --out says otherwise: one name per mode, so none overwrites another's."""
+    if mode == "contributions":
+        return "contributions.png" if param in (None, "weight_hh") else f"contributions_{param}.png"
+    return {"hidden": "gradflow.png", "param": f"gradflow_{param}.png", "jacobians": "jacobians.png",
+            "clip": "clipping.png"}[mode]
+
+
 def _add_gradflow_arguments(parser):
-    parser.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells (default rnn,lstm,gru)")
+    parser.add_argument("--cells", help="comma-separated cells (default rnn,lstm,gru; with --clip, rnn)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--jacobians", action="store_true",
+                      help="instead: the singular values of ∂s_{T-1}/∂s_t over t, the measured norm and the product "
+                           "bound ∏‖J_k‖₂ (one sequence: --batch 1)")
+    mode.add_argument("--clip", nargs="*", choices=("norm", "value"), metavar="{norm,value}",
+                      help="instead: ‖∂L/∂h_t‖ and the gradient of every parameter clipped by norm and/or by value "
+                           "at --threshold (tr.optim's clip_grad_norm_ / clip_grad_value_), with the cosine to the "
+                           "unclipped gradient; --clip alone compares both")
+    mode.add_argument("--contributions", action="store_true",
+                      help="instead: the (loss step t × use step k) contribution matrix of ∂L/∂W (W: --param, "
+                           "default weight_hh) for a loss at every step, and the long-range fractions")
+    parser.add_argument("--param", choices=("weight_hh", "weight_ih", "bias_hh", "bias_ih"),
+                        help="instead: each step's contribution to this tied parameter's gradient (with "
+                             "--contributions: the parameter of the matrix)")
+    parser.add_argument("--threshold", type=float, help="with --clip: the clipping threshold (default 1)")
     parser.add_argument("--seq-len", type=int, default=100, help="time steps (default 100)")
     parser.add_argument("--hidden", type=int, default=32, help="hidden size (default 32)")
-    parser.add_argument("--param", choices=("weight_hh", "weight_ih", "bias_hh", "bias_ih"),
-                        help="instead: each step's contribution to this tied parameter's gradient")
-    parser.add_argument("--out", default="gradflow.png", help="PNG to write when matplotlib is installed")
+    parser.add_argument("--input-size", type=int, default=8, help="input size (default 8)")
+    parser.add_argument("--batch", type=int, default=1, help="sequences (default 1)")
+    parser.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh", help="the RNN's (default tanh)")
+    parser.add_argument("--init", choices=("default", "identity", "orthogonal"), default="default",
+                        help="weight_hh: PyTorch's default U(-1/√H, 1/√H), or each gate's block --scale·I or "
+                             "--scale·(an orthogonal matrix)")
+    parser.add_argument("--scale", type=float, default=1.0, help="with --init identity/orthogonal (default 1)")
+    parser.add_argument("--forget-bias", type=float, default=0.0,
+                        help="added to the LSTM's forget-gate bias (default 0)")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="default float64")
+    parser.add_argument("--out", help="PNG to write when matplotlib is installed (default gradflow.png; "
+                                      "gradflow_PARAM.png with --param, jacobians.png, clipping.png, "
+                                      "contributions.png)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and data (default 0)")
 
 
 def _gradflow(args):
-    cells = tuple(name.strip() for name in args.cells.split(","))
-    if args.param:
-        print(contributions_command(cells, param=args.param, seq_len=args.seq_len, hidden=args.hidden,
-                                    seed=args.seed, out=args.out))
+    setup = dict(seq_len=args.seq_len, hidden=args.hidden, input_size=args.input_size, batch=args.batch,
+                 seed=args.seed, nonlinearity=args.nonlinearity, init_name=args.init, scale=args.scale,
+                 forget_bias=args.forget_bias, dtype=args.dtype)
+    if args.param and (args.jacobians or args.clip is not None):
+        raise ValueError("--param goes alone or with --contributions, not with --jacobians or --clip")
+    if args.threshold is not None and args.clip is None:
+        raise ValueError("--threshold goes with --clip")
+    cells = args.cells or ("rnn" if args.clip is not None else "rnn,lstm,gru")
+    cells = tuple(name.strip() for name in cells.split(","))
+    mode = ("jacobians" if args.jacobians else "clip" if args.clip is not None else "contributions"
+            if args.contributions else "param" if args.param else "hidden")
+    out = args.out or _gradflow_picture(mode, args.param)
+    if mode == "jacobians":
+        text = jacobians_command(cells, out=out, **setup)
+    elif mode == "clip":
+        threshold = 1.0 if args.threshold is None else args.threshold
+        text = clipping_command(cells, threshold=threshold, methods=tuple(args.clip) or ("norm", "value"), out=out,
+                                **setup)
+    elif mode == "contributions":
+        text = contribution_matrix_command(cells, param=args.param or "weight_hh", out=out, **setup)
+    elif mode == "param":
+        text = contributions_command(cells, param=args.param, out=out, **setup)
     else:
-        print(gradflow_command(cells, seq_len=args.seq_len, hidden=args.hidden, seed=args.seed, out=args.out))
+        text = gradflow_command(cells, out=out, **setup)
+    print(text)
     return 0
 
 
@@ -264,6 +333,7 @@ SUBCOMMANDS = {
 # ===================================================================== entry point
 def build_parser():
     parser = _Parser(prog=PROG, description="Recurrent networks over NumPy, trained by a small autodiff engine.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, subcommand in SUBCOMMANDS.items():
         sub = commands.add_parser(name, help=subcommand.help, description=subcommand.help)
