@@ -1,10 +1,13 @@
-"""Shared hypothesis strategies, value generators and fixtures for the engine's tests.
+"""Shared hypothesis strategies, value generators and fixtures for the engine's tests, and what the
+command tests share (``table_rows``, the ``no_matplotlib`` fixture).
 
 Shapes come from hypothesis; values come from a NumPy generator seeded by a hypothesis-drawn
 ``seed``, so every example replays exactly. Each value generator keeps to a domain where the op
 under test is smooth: positive for log/sqrt/pow, at least ``gap`` from kinks (0 for abs/relu, the
 bounds for clip), and well separated for max (no near-ties unless a test wants exact ties).
 """
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import settings
@@ -76,3 +79,20 @@ def accelerator_on():
     accelerator itself, which CI's second run (TINYGRAD_RNN_FAST=0) must still exercise."""
     with tr.fast(True):
         yield
+
+
+def table_rows(text):
+    """{row label t: [values...]} from the table lines of a command's text (lines starting with an int)."""
+    rows = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0].isdigit():
+            rows[int(fields[0])] = [float(v) for v in fields[1:]]
+    return rows
+
+
+@pytest.fixture
+def no_matplotlib(monkeypatch):
+    """The test runs as if matplotlib were not installed: ``import matplotlib`` raises ImportError."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)

@@ -2,8 +2,6 @@
 checked against the hand-derived references (built-in cells), against finite differences through
 a loop written here (a custom cell), and against a normal backward (the per-step shares' sum).
 """
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -11,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 import tinygrad_rnn as tr
 import tinygrad_rnn.gradflow as gradflow
 import tinygrad_rnn.nn as nn
+from conftest import table_rows
 
 FEW = settings(max_examples=10, deadline=None)
 REL = 1e-10
@@ -203,19 +202,7 @@ def test_a_parameter_used_behind_the_attributes_back_is_reported():
 
 
 # ===================================================================== commands
-def table_rows(text):
-    """{t: [values...]} from the table lines of a command's text."""
-    rows = {}
-    for line in text.splitlines():
-        fields = line.split()
-        if fields and fields[0].isdigit():
-            rows[int(fields[0])] = [float(v) for v in fields[1:]]
-    return rows
-
-
-def test_gradflow_command_without_matplotlib_still_returns_the_table(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib... now raises ImportError
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+def test_gradflow_command_without_matplotlib_still_returns_the_table(no_matplotlib, tmp_path):
     out = tmp_path / "g.png"
     text = gradflow.gradflow_command(("rnn", "gru"), seq_len=23, hidden=4, input_size=2, out=str(out))
     assert "matplotlib is not installed" in text and not out.exists()

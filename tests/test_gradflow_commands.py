@@ -3,31 +3,14 @@ through ``tinygrad-rnn gradflow``: their tables carry the API's numbers (tested 
 computations in the other test_gradflow files), they run without matplotlib and write PNGs with it, each
 mode to its own default file, and an exact zero is drawn on a log axis.
 """
-import sys
-
 import numpy as np
 import pytest
 
 import tinygrad_rnn.gradflow as gradflow
 from tinygrad_rnn.cli import main
+from conftest import table_rows
 
 SMALL = dict(seq_len=12, hidden=3, input_size=2)
-
-
-def table_rows(text):
-    """{row label: [values...]} from the table lines of a command's text."""
-    rows = {}
-    for line in text.splitlines():
-        fields = line.split()
-        if fields and fields[0].isdigit():
-            rows[int(fields[0])] = [float(v) for v in fields[1:]]
-    return rows
-
-
-@pytest.fixture
-def no_matplotlib(monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib... now raises ImportError
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
 
 
 def test_jacobians_command_prints_measured_bound_and_step_norms(no_matplotlib, tmp_path):

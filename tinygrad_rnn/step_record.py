@@ -1,7 +1,7 @@
 """Which time step made each op of an unrolled layer, and what the cell's equations call it: ``unroll``.
 
 ``unroll(layer, x)`` runs a one-layer recurrence h_t = cell(x_t, h_{t-1}), t = 0..T-1, from the initial
-state h_{-1}, op by op: ``Recurrent.run`` with a ``step`` (one whole cell call per step, never the
+state h_{-1}, op by op: ``nn.forward_recurrence.unroll_steps`` (one whole cell call per step, never the
 accelerator, whatever ``tr.fast`` says). During step t an observer on the core's seam
 (``tensor.observers``) collects the ops the cell call makes; they are step t's. Then:
 
@@ -22,8 +22,7 @@ after a backward pass their values and gradients can be shown (``viz.to_dot(...,
 from dataclasses import dataclass, field
 
 from .nn.cells import GRUCell, LSTMCell, state_parts
-from .nn.forward_recurrence import forward_recurrence
-from .nn.recurrent import Recurrent
+from .nn.forward_recurrence import forward_recurrence, unroll_steps
 from .tensor import observers
 
 __all__ = ["Unrolled", "unroll"]
@@ -74,7 +73,7 @@ def unroll(layer, x, state=None):
         if getattr(part, "_node", None) is not None:
             record.names[part._node], record.kinds[part._node] = name, "initial"
 
-    def step(t, x_t, state):
+    def advance(t, x_t, state):
         made = []
 
         def observe(event, tensor, details):
@@ -100,8 +99,8 @@ def unroll(layer, x, state=None):
                 record.names[part._node], record.kinds[part._node] = f"{name}_{t}", "state"
         return new_state
 
-    outputs, record.final_state = Recurrent(cell).run(xs, initial, None, step=step)
-    record.outputs = layout(outputs)
+    unrolled = unroll_steps(cell, xs, initial, advance)
+    record.outputs, record.final_state = layout(unrolled.outputs), unrolled.states[-1]
     return record
 
 

@@ -72,6 +72,7 @@ import numpy as np
 from .. import nn
 from ..functional import cross_entropy
 from ..gradcheck import rel_error_norm
+from ..nn.forward_recurrence import recurrence_of
 from ..nn.recurrent import per_step_gradients, per_step_parameter_aliases
 from ..tensor import Tensor, grad as autograd, no_grad
 from . import gru, losses, lstm, rnn
@@ -129,30 +130,11 @@ def reference_of(cell):
 
 
 def _target(module, reference):
-    """The cell, the loop and the reference for ``module``; a clear error for anything unsupported."""
-    supported = ("crosscheck checks an nn.Cell (one step), an nn.Recurrent over any cell, or a single-layer "
-                 "unidirectional nn.RNN, nn.LSTM, nn.GRU")
+    """The cell, the loop and the reference for ``module`` (a cell is checked as one step, the loop None);
+    a clear error for anything unsupported."""
     name = type(module).__name__
     layer = isinstance(module, nn.StackedRecurrent)
-    if layer and module.num_layers != 1:
-        raise ValueError(f"{supported}; this {name} has num_layers={module.num_layers}: check "
-                         f"one layer at a time, e.g. {name}({module.input_size}, "
-                         f"{module.hidden_size}) (each layer is the same recurrence)")
-    if layer and module.bidirectional:
-        raise ValueError(f"{supported}; this {name} is bidirectional: check a unidirectional "
-                         f"{name}({module.input_size}, {module.hidden_size}) (the reverse "
-                         f"direction is the same recurrence over the reversed sequence)")
-    if isinstance(module, nn.Recurrent) and module.reverse:
-        raise ValueError(f"{supported}; this Recurrent runs in reverse: check Recurrent(cell) forwards "
-                         f"(the reverse direction is the same recurrence over the reversed sequence)")
-    if layer:
-        recurrent = module._layers[0][0]
-    elif isinstance(module, nn.Recurrent):
-        recurrent = module
-    elif isinstance(module, nn.Cell):
-        recurrent = None
-    else:
-        raise TypeError(f"{supported}; got a {name}")
+    recurrent = recurrence_of(module, "crosscheck")
     cell = module if recurrent is None else recurrent.cell
     frozen = [key for key, param in module.named_parameters() if not param.requires_grad]
     if frozen:

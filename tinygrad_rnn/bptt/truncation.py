@@ -35,7 +35,7 @@ s' = detach(s) + (s - detach(s)) · w. Forward, s - detach(s) is exactly 0, so s
 only the second term carries a gradient, w · g. It is applied to the state a step receives, not
 to the state itself, so the loss at step t-1 (which reads h_{t-1} directly) is not reweighted.
 
-Every scheme runs the same op-by-op unroll (``nn.Recurrent.run`` with a ``step``), so "every_k"
+Every scheme runs the same op-by-op unroll (``nn.forward_recurrence.unroll_steps``), so "every_k"
 with k >= T is the same graph as "full" and gives the same numbers bit for bit; "per_output" adds
 T backward passes, equal to "full" to rounding when k >= T.
 """
@@ -43,8 +43,7 @@ import numpy as np
 
 from .._checks import check_callable, check_int, describe
 from ..nn.cells import map_state
-from ..nn.forward_recurrence import forward_recurrence
-from ..nn.recurrent import Recurrent
+from ..nn.forward_recurrence import forward_recurrence, unroll_steps
 from ..ops import stack
 from ..tensor import Tensor, grad
 
@@ -87,7 +86,7 @@ def truncated_gradients(layer, x, loss, k, seed=0, schemes=SCHEMES):
     if not names:
         raise ValueError(f"{_WHO}: the {type(layer).__name__} has no parameter that requires grad")
     state0 = cell.init_state(xs.shape[1])
-    outputs, states = _unroll(cell, xs, state0, lambda t, state: state)
+    outputs, states, _ = unroll_steps(cell, xs, state0)
     doutputs = _output_gradients(loss, outputs, layout, per_step_needed="per_output" in schemes)
     params = [param for _, param in names]
     gradients = {}
@@ -95,10 +94,11 @@ def truncated_gradients(layer, x, loss, k, seed=0, schemes=SCHEMES):
         if scheme == "full":
             found = _gradients(outputs, doutputs, params)
         elif scheme == "every_k":
-            found = _gradients(_unroll(cell, xs, state0, _cut_every(k))[0], doutputs, params)
+            found = _gradients(unroll_steps(cell, xs, state0, enter=_cut_every(k)).outputs, doutputs, params)
         elif scheme == "randomized":
             cut = np.random.default_rng(seed).random(xs.shape[0]) < 1.0 / k
-            found = _gradients(_unroll(cell, xs, state0, _cut_at_random(cut, k))[0], doutputs, params)
+            cut_outputs = unroll_steps(cell, xs, state0, enter=_cut_at_random(cut, k)).outputs
+            found = _gradients(cut_outputs, doutputs, params)
         else:
             found = _per_output(cell, xs, state0, states, doutputs, params, k)
         gradients[scheme] = {name: value for (name, _), value in zip(names, found)}
@@ -131,18 +131,6 @@ def _cut_at_random(cut, k):
     return enter
 
 
-def _unroll(cell, xs, state, enter):
-    """h_t = cell(x_t, enter(t, h_{t-1})) over xs (T, N, D), op by op: (outputs (T, N, H'), [h_0 .. h_{T-1}])."""
-    states = []
-
-    def step(t, x_t, state):
-        states.append(cell.forward(x_t, enter(t, state)))
-        return states[-1]
-
-    outputs, _ = Recurrent(cell).run(xs, state, None, step=step)
-    return outputs, states
-
-
 def _gradients(outputs, doutputs, params):
     """[∂L/∂p as an ndarray (zeros where nothing reached p)] by one walk from ``outputs`` with upstream ``doutputs``."""
     found = grad(outputs, params, grad_outputs=doutputs, allow_unused=True)
@@ -155,7 +143,7 @@ def _per_output(cell, xs, state0, states, doutputs, params, k):
     for t in range(xs.shape[0]):
         start = max(0, t - k + 1)
         entering = state0 if start == 0 else map_state(Tensor.detach, states[start - 1])
-        window, _ = _unroll(cell, xs[start:t + 1], entering, lambda step, state: state)
+        window = unroll_steps(cell, xs[start:t + 1], entering).outputs
         for total, found in zip(totals, _gradients(window[t - start], doutputs[t], params)):
             total += found
     return totals

@@ -3,7 +3,7 @@ references): ‖∂L/∂h_t‖, each step's share of the tied weights' gradient,
 time, the (loss step × use step) contribution matrix, gradient clipping, and the commands that
 print and plot them. One job per file:
 
-    unroll.py         the loop every measurement runs on (``Recurrent.run(step=...)``), its checks
+    common.py         what the measurements share around their loop (nn.forward_recurrence), its checks
     norms.py          hidden_grad_norms, weight_grad_contributions (hooks and per-step aliases)
     references.py     the same two from the hand-derived references (bptt/)
     jacobians.py      jacobians: ∂s_{T-1}/∂s_t, J_t, their singular values, the product bound

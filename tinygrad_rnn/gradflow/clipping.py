@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..nn.forward_recurrence import forward_recurrence, unroll_steps
 from ..optim import clip_grad_norm_, clip_grad_value_
 from ..tensor import Tensor, grad
 from .norms import last_output_loss
-from .unroll import array_or_zeros, initial_state, parameter_names, prepare, scalar_loss, unroll
+from .common import array_or_zeros, initial_state, parameter_names, scalar_loss
 
 __all__ = ["CLIPPINGS", "ClippingComparison", "compare_clipping", "cosine"]
 
@@ -63,8 +64,8 @@ def compare_clipping(module, x, threshold=1.0, methods=("norm", "value"), loss_f
     unknown = [m for m in methods if m not in CLIPPINGS]
     if unknown or not methods:
         raise ValueError(f"methods must be some of {list(CLIPPINGS)}, got {list(methods)}")
-    cell, xs = prepare(module, x)
-    outputs = unroll(cell, xs, initial_state(cell, xs, state)).outputs
+    cell, xs, _ = forward_recurrence(module, x, "compare_clipping")
+    outputs = unroll_steps(cell, xs, initial_state(cell, xs, state)).outputs
     names = parameter_names(module)
     params = [p for p in cell.parameters() if p.requires_grad]
     found = grad(scalar_loss(loss_fn, outputs), params, allow_unused=True)

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..nn.forward_recurrence import forward_recurrence, unroll_steps
+from ..nn.recurrent import per_step_parameter_aliases
 from ..tensor import grad
 from .norms import unit_readout
-from .unroll import array_or_zeros, check_tied_sum, initial_state, parameter_names, prepare, scalar_loss, unroll
+from .common import array_or_zeros, check_tied_sum, initial_state, parameter_names, scalar_loss
 
 __all__ = ["ContributionMatrix", "contribution_matrix", "every_step_loss", "long_range_fraction"]
 
@@ -69,10 +71,10 @@ def contribution_matrix(module, x, param="weight_hh", step_loss=every_step_loss,
     require grad. step_loss(output_t (N, H') Tensor, t) -> a one-element Tensor. Nothing's
     ``.grad`` is touched. Raises if a row's contributions do not add up to its ∂L_t/∂W.
     """
-    cell, xs = prepare(module, x)
+    cell, xs, _ = forward_recurrence(module, x, "contribution_matrix")
     weight, name = _parameter(module, cell, param)
-    unrolled = unroll(cell, xs, initial_state(cell, xs, state), alias_parameters=True)
-    states, aliases = unrolled.states, unrolled.aliases
+    advance, aliases = per_step_parameter_aliases(cell)
+    states = unroll_steps(cell, xs, initial_state(cell, xs, state), advance).states
     losses = [scalar_loss(lambda output: step_loss(output, t), cell.output(s), "step_loss")
               for t, s in enumerate(states)]
     reached = [loss for loss in losses if loss.requires_grad]

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..bptt.sequence import state_parts
-from ..nn.cells import state_of
+from ..nn.cells import map_state, state_of
+from ..nn.forward_recurrence import forward_recurrence, unroll_steps
 from ..tensor import Tensor, grad
-from .unroll import initial_state, prepare, unroll
+from .common import initial_state
 
 __all__ = ["Jacobians", "jacobians"]
 
@@ -69,7 +70,7 @@ def jacobians(layer, x, state=None):
     Nothing's ``.grad`` is touched. Cost: one forward and one backward of the sequence with a batch
     of S, and one step with a batch of T·S.
     """
-    cell, xs = prepare(layer, x)
+    cell, xs, _ = forward_recurrence(layer, x, "jacobians")
     if xs.shape[1] != 1:
         raise ValueError(f"jacobians follows one sequence: x has a batch of {xs.shape[1]} (shape {tuple(x.shape)}); "
                          f"pass one row of it, or an unbatched (T, D) sequence")
@@ -101,7 +102,7 @@ def product_bound(step_norms):
 
 def _unrolled_states(cell, xs, start):
     """The T states of the plain forward, each a list of parts (1, ...), as arrays."""
-    states = unroll(cell, xs, state_of(start, like=_structure(cell))).states
+    states = unroll_steps(cell, xs, state_of(start, like=_structure(cell))).states
     return [[part.data for part in state_parts(s)] for s in states]
 
 
@@ -127,13 +128,13 @@ def _seeds(part_sizes, shapes, repeats, dtype):
 def _through_time(cell, xs, start, part_sizes):
     """∂s_{T-1}/∂s_t for every t: (T, S, S), by one walk over the sequence replicated S times.
 
-    Row block t < T-1 is read off the aliases of s_t that step t+1 consumes (``unroll``'s
-    ``alias_states``), so each part's gradient holds the other parts fixed; block T-1 is the identity.
+    Row block t < T-1 is read off the aliases of s_t that step t+1 consumes (``_alias_each_part``), so
+    each part's gradient holds the other parts fixed; block T-1 is the identity.
     """
     size = sum(part_sizes)
     initial = _replicated(start, size, requires_grad=True)
     replicated_xs = Tensor(np.repeat(xs.data, size, axis=1))
-    unrolled = unroll(cell, replicated_xs, state_of(initial, like=_structure(cell)), alias_states=True)
+    unrolled = unroll_steps(cell, replicated_xs, state_of(initial, like=_structure(cell)), enter=_alias_each_part)
     found = np.zeros((len(unrolled.states), size, size), dtype=initial[0].dtype)
     found[-1] = np.eye(size)
     offsets = np.concatenate([[0], np.cumsum(part_sizes)])
@@ -149,6 +150,13 @@ def _through_time(cell, xs, start, part_sizes):
     roots = [(part, seed) for part, seed in zip(final, seeds) if part.requires_grad]
     grad([part for part, _ in roots], initial, [seed for _, seed in roots], allow_unused=True)
     return found
+
+
+def _alias_each_part(t, state):
+    """Step t reads each part p of s_{t-1} through its own alias reshape(p, p.shape): the gradient a walk
+    hands the alias is ∂/∂s_{t-1} with the other parts held fixed (for an LSTM, c_{t-1}'s alias does not
+    see the path c_{t-1} -> h_{t-1}, which s_{t-1}'s own c does)."""
+    return map_state(lambda part: part.reshape(part.shape), state)
 
 
 def _row_recorder(columns):

@@ -2,7 +2,7 @@
 of the tied weights' gradient.
 
 Shapes: T steps, N batch, D input size, H hidden size; xs (T, N, D) time-major. The loop is
-``unroll``'s (unroll.py):
+``nn.forward_recurrence.unroll_steps``'s:
 
 - ∂L/∂h_t: a hook on each step's state tensor h_t (the state, or its first element: h of (h, c))
   records the norm of the gradient the backward walk hands it, which is the total
@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..nn.recurrent import per_step_gradients
+from ..nn.forward_recurrence import forward_recurrence, unroll_steps
+from ..nn.recurrent import per_step_gradients, per_step_parameter_aliases
 from ..bptt.sequence import state_parts
 from ..tensor import grad
-from .unroll import check_tied_sum, hidden_of, initial_state, parameter_names, prepare, scalar_loss, unroll
+from .common import check_tied_sum, hidden_of, initial_state, parameter_names, scalar_loss
 
 __all__ = ["unit_readout", "last_output_loss", "hidden_grad_norms", "WeightGradContributions",
            "weight_grad_contributions"]
@@ -51,9 +52,9 @@ def hidden_grad_norms(module, x, loss_fn=last_output_loss, state=None):
     A step the loss does not reach gets 0, and so does one whose gradient underflows the dtype
     (float32 bottoms out near 1e-45: use float64 to follow a long sequence).
     """
-    cell, xs = prepare(module, x)
+    cell, xs, _ = forward_recurrence(module, x, "hidden_grad_norms")
     initial = initial_state(cell, xs, state, requires_grad=True)
-    outputs, states, _, _ = unroll(cell, xs, initial)
+    outputs, states, _ = unroll_steps(cell, xs, initial)
     loss = scalar_loss(loss_fn, outputs)
     norms = np.zeros(len(states))
     for t, step_state in enumerate(states):
@@ -97,8 +98,9 @@ def weight_grad_contributions(module, x, loss_fn=last_output_loss, state=None):
     contributions do not add up to ∂L/∂W, which means the cell reached a parameter other than
     through its attribute. Frozen parameters (requires_grad False) are left out.
     """
-    cell, xs = prepare(module, x)
-    outputs, _, aliases, _ = unroll(cell, xs, initial_state(cell, xs, state), alias_parameters=True)
+    cell, xs, _ = forward_recurrence(module, x, "weight_grad_contributions")
+    advance, aliases = per_step_parameter_aliases(cell)
+    outputs = unroll_steps(cell, xs, initial_state(cell, xs, state), advance).outputs
     loss = scalar_loss(loss_fn, outputs)
     params = list(aliases[0])
     names = [parameter_names(module)[param] for param in params]

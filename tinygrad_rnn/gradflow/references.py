@@ -10,23 +10,24 @@ import numpy as np
 from ..bptt._checks import PARAM_NAMES
 from ..bptt.crosscheck import reference_of
 from ..bptt.sequence import sequence_backward, sequence_forward
+from ..nn.forward_recurrence import forward_recurrence
 from ..tensor import Tensor, grad
 from .norms import WeightGradContributions, last_output_loss
-from .unroll import array_or_zeros, initial_state, parameter_names, prepare, scalar_loss
+from .common import array_or_zeros, initial_state, parameter_names, scalar_loss
 
 __all__ = ["reference_hidden_grad_norms", "reference_weight_grad_contributions"]
 
 
 def reference_hidden_grad_norms(module, x, loss_fn=last_output_loss, state=None):
     """``hidden_grad_norms`` from the hand-derived reference (bptt/): ‖dh[t]‖ of backward(per_step=True)."""
-    cell, xs = prepare(module, x)
+    cell, xs, _ = forward_recurrence(module, x, "reference_hidden_grad_norms")
     grads = _reference_grads(cell, xs, state, loss_fn)
     return np.linalg.norm(grads.dh.reshape(len(grads.dh), -1), axis=1)
 
 
 def reference_weight_grad_contributions(module, x, loss_fn=last_output_loss, state=None):
     """``weight_grad_contributions`` from the hand-derived reference: its dparams_per_step and dparams."""
-    cell, xs = prepare(module, x)
+    cell, xs, _ = forward_recurrence(module, x, "reference_weight_grad_contributions")
     grads = _reference_grads(cell, xs, state, loss_fn)
     names = parameter_names(module)
     per_step, total = {}, {}
