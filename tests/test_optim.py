@@ -183,7 +183,7 @@ def test_float32_parameters_and_state_stay_float32(cls):
     data = p.data
     run(optimizer, [p], [grads], 3)
     assert p.data is data and p.data.dtype == np.float32  # updated in place
-    assert all(v.dtype == np.float32 for v in optimizer.state[0].values() if isinstance(v, np.ndarray))
+    assert all(v.dtype == np.float32 for v in optimizer.state[p].values() if isinstance(v, np.ndarray))
     expected = REFERENCES[cls](start.astype(np.float64), [g.astype(np.float64) for g in grads], **hyper)
     np.testing.assert_allclose(p.data, expected[-1], rtol=1e-5, atol=1e-6)
 
@@ -211,7 +211,7 @@ def test_zero_grad_forgets_gradients_and_params_without_grad_do_not_move():
     optimizer.step()
     np.testing.assert_array_equal(a.data, [0.5, 0.5])
     np.testing.assert_array_equal(b.data, [1.0, 1.0])
-    assert optimizer.state[1] == {}
+    assert b not in optimizer.state and optimizer.state[b] == {}
     optimizer.zero_grad()
     assert a.grad is None and b.grad is None
 
@@ -282,14 +282,14 @@ def test_load_state_dict_rejects_a_mismatched_state_dict_and_changes_nothing():
     with pytest.raises(ValueError, match=r"state key 1 is not a parameter position in \[0, 1\)"):
         optimizer.load_state_dict(bad)
     bad = adam_state_dict()
-    bad["hyperparameters"]["lr"] = -1.0
+    bad["param_groups"][0]["lr"] = -1.0
     with pytest.raises(ValueError, match="lr must be >= 0, got -1.0"):
         optimizer.load_state_dict(bad)
     bad = adam_state_dict()
-    del bad["hyperparameters"]["eps"]
+    del bad["param_groups"][0]["eps"]
     with pytest.raises(ValueError, match="hyper-parameters"):
         optimizer.load_state_dict(bad)
-    assert optimizer.lr == 0.01 and optimizer.state == [{}]
+    assert optimizer.lr == 0.01 and not optimizer.state
 
 
 # ===================================================================== validation
@@ -511,7 +511,7 @@ def test_rmsprop_fifth_positional_argument_is_weight_decay_by_hand():
     d = g + 0.05 * np.array([1.0, -2.0])  # L2 weight decay, no momentum
     a = 0.1 * d**2
     np.testing.assert_allclose(p.data, np.array([1.0, -2.0]) - 0.01 * d / (np.sqrt(a) + 1e-8), rtol=1e-14)
-    assert set(optimizer.state[0]) == {"square_avg"}
+    assert set(optimizer.state[p]) == {"square_avg"}
 
 
 def test_rmsprop_sixth_and_seventh_positional_arguments_are_momentum_and_centered():
@@ -598,7 +598,7 @@ def test_amsgrad_keeps_the_largest_second_moment():
     v_max = max(0.5 * 4.0, 0.5 * 0.5 * 4.0 + 0.5 * 0.01)
     expected_second = 0.1 / (np.sqrt(v_max) / np.sqrt(1 - 0.25))
     np.testing.assert_allclose(p.data, [-1.0 - expected_second], rtol=1e-14)
-    np.testing.assert_allclose(optimizer.state[0]["max_exp_avg_sq"], [2.0])
+    np.testing.assert_allclose(optimizer.state[p]["max_exp_avg_sq"], [2.0])
 
 
 @pytest.mark.parametrize("cls", list(POSITIONAL))
@@ -644,7 +644,8 @@ def test_positional_calls_match_torch():
     (lambda p: optim.Adagrad(p, eps=float("inf")), ValueError, "Adagrad: eps must be >= 0, got inf"),
     (lambda p: optim.RMSprop(p, centered="no"), TypeError, "RMSprop: centered must be True or False"),
     (lambda p: optim.RMSprop(p, momentum=-1), ValueError, "RMSprop: momentum must be >= 0, got -1.0"),
-    (lambda p: optim.SGD([{"params": p}]), TypeError, "parameter 0 is a dict; parameter groups are not supported"),
+    (lambda p: optim.SGD([{"params": p, "learning_rate": 0.1}]), ValueError, r"SGD: parameter group keys \['learning_rate'\]"),
+    (lambda p: optim.SGD([p[0], {"params": p}]), TypeError, "SGD: parameter 1 is a dict; parameter groups are given"),
 ])
 def test_new_options_are_validated(make, error, message):
     with pytest.raises(error, match=message):

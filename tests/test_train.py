@@ -48,7 +48,7 @@ def test_checkpoint_round_trip_keeps_model_vocab_optimizer_and_meta(tmp_path):
         np.testing.assert_array_equal(loaded.state_dict()[name], value)
     assert loaded_vocab == vocab
     expected = opt.state_dict()
-    assert opt_state["optimizer"] == "Adam" and opt_state["hyperparameters"] == expected["hyperparameters"]
+    assert opt_state["optimizer"] == "Adam" and opt_state["param_groups"] == expected["param_groups"]
     assert set(opt_state["state"]) == set(expected["state"])  # integer keys stay integers
     for index, entry in expected["state"].items():
         assert opt_state["state"][index]["step"] == entry["step"]

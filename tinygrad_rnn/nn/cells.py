@@ -199,7 +199,7 @@ class _GatedCell(Cell):
         return linear(h, self.weight_hh, None if self.fold_hidden_bias else self.bias_hh)
 
     def extra_repr(self):
-        return f"{self.input_size}, {self.hidden_size}, bias={self.bias}"
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
 
 
 NONLINEARITIES = {"tanh": Tensor.tanh, "relu": Tensor.relu, "sigmoid": Tensor.sigmoid}
@@ -222,7 +222,7 @@ class RNNCell(_GatedCell):
         return self._act(projected + self._recurrent_term(h))
 
     def extra_repr(self):
-        return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"
+        return super().extra_repr() + ("" if self.nonlinearity == "tanh" else f", nonlinearity={self.nonlinearity}")
 
 
 class LSTMCell(_GatedCell):

@@ -2,15 +2,18 @@
 
 Assigning a ``Parameter`` or a ``Module`` to an attribute registers it, so ``named_parameters()``
 finds it under a dotted name (``encoder.weight``). ``state_dict()`` maps those names to copies of
-the arrays; for the built-in layers the names and shapes are exactly PyTorch's.
+the arrays; for the built-in layers the names and shapes are exactly PyTorch's. PyTorch's module
+methods work as there: ``apply``, ``requires_grad_``, ``double``/``float``/``to(dtype)`` (the
+parameters are cast in place), ``zero_grad(set_to_none=True)``, and the ``repr`` has PyTorch's layout.
 """
 import os
 from collections.abc import Mapping
 
 import numpy as np
 
-from .._checks import check_bool, describe
+from .._checks import check_bool, check_callable, check_float_dtype, describe
 from .._files import load_arrays, save_arrays
+from ..optim.gradients import zero_grads
 from ..tensor import Tensor
 
 __all__ = ["Module", "Parameter"]
@@ -45,13 +48,36 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                  f"before assigning attributes")
-        self._parameters.pop(name, None)
-        self._modules.pop(name, None)
-        if isinstance(value, Parameter):
+        if not isinstance(value, Parameter):
+            self._parameters.pop(name, None)
+        if not isinstance(value, Module):
+            self._modules.pop(name, None)
+        if isinstance(value, Parameter):  # a replaced parameter or module keeps its place in the order
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
         object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
+
+    def add_module(self, name, module):
+        """Register ``module`` (a Module) as the child ``name`` (a non-empty str without dots that is
+        not already another attribute), as assigning ``self.<name> = module`` does."""
+        who = f"{type(self).__name__}.add_module"
+        if not isinstance(name, str):
+            raise TypeError(f"{who}: the name must be a str, got {describe(name)}")
+        if not name or "." in name:
+            raise ValueError(f"{who}: the name must be non-empty and contain no '.', got {name!r}")
+        if hasattr(self, name) and name not in self._modules:
+            raise KeyError(f"{who}: {type(self).__name__} already has an attribute {name!r}")
+        if not isinstance(module, Module):
+            raise TypeError(f"{who}: {name!r} must be a Module, got {describe(module)}")
+        setattr(self, name, module)
+
+    register_module = add_module
 
     def register_parameter(self, name, param):
         """Register ``param`` (a Parameter, or ``None`` for an absent one, e.g. no bias) under
@@ -80,6 +106,9 @@ class Module:
     def children(self):
         return iter(self._modules.values())
 
+    def named_children(self):
+        return iter(self._modules.items())
+
     def named_modules(self, prefix=""):
         yield prefix, self
         for name, module in self._modules.items():
@@ -101,9 +130,60 @@ class Module:
     def parameters(self, recurse=True):
         return [param for _, param in self.named_parameters(recurse=recurse)]
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Forget every parameter's gradient (``.grad = None``), or with ``set_to_none=False`` zero it."""
+        zero_grads(self.parameters(), set_to_none, f"{type(self).__name__}.zero_grad")
+
+    def apply(self, fn):
+        """Call ``fn(module)`` on every submodule, children before their parent, this module last; -> self."""
+        check_callable(f"{type(self).__name__}.apply", "fn", fn)
+        for module in self.children():
+            module.apply(fn)
+        fn(self)
+        return self
+
+    def requires_grad_(self, requires_grad=True):
+        """Whether every parameter records gradients (True or False); -> self."""
+        requires_grad = check_bool(f"{type(self).__name__}.requires_grad_", "requires_grad", requires_grad)
         for param in self.parameters():
-            param.grad = None
+            param.requires_grad_(requires_grad)
+        return self
+
+    # ------------------------------------------------------------ dtype
+    def to(self, *args, dtype=None, device=None):
+        """Cast every parameter to a floating ``dtype`` in place, as PyTorch's ``module.to``; -> self.
+
+        ``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(tensor)`` (its dtype) or the keywords.
+        A dtype is anything ``np.dtype`` reads ("float64", np.float32); the only device is the CPU
+        ("cpu"): any other is a ValueError. The parameters stay the same objects (optimizers and a
+        recurrent layer's cells share them), their ``.data`` and ``.grad`` now of the new dtype.
+        """
+        who = f"{type(self).__name__}.to"
+        if len(args) > 2:
+            raise TypeError(f"{who}: expected at most a device and a dtype, got {len(args)} arguments")
+        for arg in args:
+            if isinstance(arg, Tensor):
+                dtype = arg.dtype
+            elif _names_a_device(arg):
+                device = arg
+            else:
+                dtype = arg
+        if device is not None and str(device).split(":")[0] != "cpu":
+            raise ValueError(f"{who}: tinygrad_rnn runs on the CPU only, got device {str(device)!r} "
+                             f"(tinygrad_rnn.export.to_torch moves a model to PyTorch)")
+        if dtype is not None:
+            dtype = check_float_dtype(who, dtype)
+            for param in self.parameters():
+                _cast(param, dtype)
+        return self
+
+    def double(self):
+        """Every parameter to float64, in place; -> self."""
+        return self.to(np.float64)
+
+    def float(self):
+        """Every parameter to float32, in place; -> self."""
+        return self.to(np.float32)
 
     def train(self, mode=True):
         """Training mode (``mode`` True or False) for this module and every submodule."""
@@ -173,10 +253,39 @@ class Module:
             raise type(error)(f"{os.fspath(path)}: {error.args[0]}") from None
 
     def __repr__(self):
-        lines = [f"{type(self).__name__}({self.extra_repr()})"]
-        for name, module in self._modules.items():
-            lines.append(f"  ({name}): " + repr(module).replace("\n", "\n  "))
-        return "\n".join(lines)
+        """PyTorch's layout: ``Name(extra)`` alone, else the extra lines and ``(child): repr`` lines indented."""
+        extra = self.extra_repr()
+        children = [f"({name}): " + repr(module).replace("\n", "\n  ") for name, module in self._modules.items()]
+        lines = (extra.split("\n") if extra else []) + children
+        if len(lines) <= 1 and not children:
+            return f"{type(self).__name__}({extra})"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
 
     def extra_repr(self):
         return ""
+
+
+def _names_a_device(value):
+    """Whether a ``to`` argument is a device: a str that is not a dtype name ("cpu", "cuda:0"), or a torch.device."""
+    if type(value).__name__ == "device":
+        return True
+    if not isinstance(value, str):
+        return False
+    try:
+        np.dtype(value)
+    except TypeError:
+        return True
+    return False
+
+
+def _cast(param, dtype):
+    """``param``'s array (and gradient) as ``dtype``, the Parameter object kept. Its leaf node records the
+    old dtype, so requiring grad is switched off and on (hooks registered on it are dropped)."""
+    if param.dtype == dtype:
+        return
+    requires_grad = param.requires_grad
+    param.requires_grad_(False)
+    param.data = param.data.astype(dtype)
+    param.requires_grad_(requires_grad)
+    if param.grad is not None:
+        param.grad = np.asarray(param.grad.data if isinstance(param.grad, Tensor) else param.grad).astype(dtype)

@@ -11,13 +11,13 @@ the reverse direction starts at each row's own last element (as PyTorch's packed
 """
 import numpy as np
 
+from .. import functional as F
 from .._checks import check_bool, check_callable, check_float_dtype, check_int, check_real, check_tensor_input
 from ..ops import concat, stack, where
 from ..tensor import Tensor, grad
 from ..accelerator import run_loop
 from .cells import (NONLINEARITIES, Cell, GRUCell, LSTMCell, RNNCell, check_input_size, check_state, map_state, state_of,
                     state_parts)
-from .layers import Dropout
 from .module import Module
 
 __all__ = ["per_step_gradients", "per_step_parameter_aliases", "Recurrent", "StackedRecurrent", "RNN", "LSTM", "GRU"]
@@ -190,7 +190,7 @@ class Recurrent(Module):
         return outputs, state
 
     def extra_repr(self):
-        return f"batch_first={self.batch_first}, reverse={self.reverse}"
+        return ", ".join(f"{name}=True" for name in ("batch_first", "reverse") if getattr(self, name))
 
 
 def per_step_parameter_aliases(cell):
@@ -257,7 +257,6 @@ class StackedRecurrent(Module):
         self.batch_first = check_bool(who, "batch_first", batch_first)
         self.bidirectional = check_bool(who, "bidirectional", bidirectional)
         self.dropout = dropout = check_real(who, "dropout", dropout, high=1.0, high_open=True)
-        self._dropout = Dropout(dropout) if dropout > 0 and num_layers > 1 else None
         directions = 2 if bidirectional else 1
         self._layers = []  # per layer, one Recurrent per direction (not registered: names are flattened)
         for layer in range(num_layers):
@@ -289,8 +288,8 @@ class StackedRecurrent(Module):
         initial = self._split_hx(hx, batch, unbatched)
         finals, index = [], 0
         for layer, runs in enumerate(self._layers):
-            if layer > 0 and self._dropout is not None:
-                x = self._dropout(x)
+            if layer > 0 and self.dropout > 0:
+                x = F.dropout(x, self.dropout, training=self.training)
             outs = []
             for run in runs:
                 out, final = run.run(x, initial[index], lengths)
@@ -325,9 +324,19 @@ class StackedRecurrent(Module):
             hx = map_state(lambda s: s.reshape(s.shape[0], 1, *s.shape[1:]), hx)
         return [map_state(lambda s: s[i], hx) for i in range(count)]
 
+    cell_in_repr = True  # RNN, LSTM and GRU say their cell by their name
+
     def extra_repr(self):
-        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
-                f"batch_first={self.batch_first}, dropout={self.dropout}, bidirectional={self.bidirectional}")
+        """PyTorch's: the sizes, then each option that differs from its default (``LSTM(10, 20, num_layers=2)``)."""
+        settings = [("num_layers", self.num_layers, 1), ("bias", getattr(self, "bias", True), True),
+                    ("nonlinearity", getattr(self, "nonlinearity", "tanh"), "tanh"),
+                    ("batch_first", self.batch_first, False), ("dropout", self.dropout, 0.0),
+                    ("bidirectional", self.bidirectional, False)]
+        options = [f"{self.input_size}, {self.hidden_size}"]
+        options += [f"{name}={value}" for name, value, default in settings if value != default]
+        if self.cell_in_repr:
+            options.append(f"cell={self._layers[0][0].cell!r}")
+        return ", ".join(options)
 
 
 def _check_cell_options(who, bias, dtype):
@@ -342,6 +351,8 @@ class RNN(StackedRecurrent):
     nonlinearity "tanh", "relu" (or "sigmoid"); dtype a floating dtype.
     """
 
+    cell_in_repr = False
+
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=None):
         if not isinstance(nonlinearity, str) or nonlinearity not in NONLINEARITIES:
@@ -349,7 +360,7 @@ class RNN(StackedRecurrent):
         bias, dtype = _check_cell_options("RNN", bias, dtype)
         super().__init__(lambda d, layer, direction: RNNCell(d, hidden_size, bias, nonlinearity, dtype),
                          input_size, hidden_size, num_layers, batch_first, dropout, bidirectional)
-        self.nonlinearity = nonlinearity
+        self.nonlinearity, self.bias = nonlinearity, bias
 
 
 class LSTM(StackedRecurrent):
@@ -357,18 +368,24 @@ class LSTM(StackedRecurrent):
 
     Arguments as ``RNN``'s (without nonlinearity)."""
 
+    cell_in_repr = False
+
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, dtype=None):
         bias, dtype = _check_cell_options("LSTM", bias, dtype)
         super().__init__(lambda d, layer, direction: LSTMCell(d, hidden_size, bias, dtype),
                          input_size, hidden_size, num_layers, batch_first, dropout, bidirectional)
+        self.bias = bias
 
 
 class GRU(StackedRecurrent):
     """GRU layers (gate order r, z, n), like ``torch.nn.GRU``. Arguments as ``RNN``'s (without nonlinearity)."""
+
+    cell_in_repr = False
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, dtype=None):
         bias, dtype = _check_cell_options("GRU", bias, dtype)
         super().__init__(lambda d, layer, direction: GRUCell(d, hidden_size, bias, dtype),
                          input_size, hidden_size, num_layers, batch_first, dropout, bidirectional)
+        self.bias = bias
