@@ -263,12 +263,18 @@ def test_bad_arguments_raise_clear_errors():
         truncated_gradients(cell, xs, lambda o: 1.0, 2)
     with pytest.raises(ValueError, match="does not depend on the outputs"):
         truncated_gradients(cell, xs, lambda o: tr.Tensor(np.zeros(4)), 2)
+    with pytest.raises(ValueError, match="reads the layer's parameter weight_hh itself"):  # a penalty on W_hh
+        truncated_gradients(cell, xs, lambda o: loss(o) + (cell.weight_hh * cell.weight_hh).sum(), 2)
     with pytest.raises(ValueError, match="needs k >= 2"):
         truncated_gradients(cell, xs, loss, 1)
     with pytest.raises(ValueError, match="k must be at least 1"):
         truncated_gradients(cell, xs, loss, 0, schemes="full")
     with pytest.raises(TypeError, match="k must be an int"):
         truncated_gradients(cell, xs, loss, 2.0)
+    with pytest.raises(TypeError, match="truncated_gradients: seed must be an int"):
+        truncated_gradients(cell, xs, loss, 2, seed="a")
+    with pytest.raises(ValueError, match="truncated_gradients: seed must be at least 0"):
+        truncated_gradients(cell, xs, loss, 2, seed=-1)
     with pytest.raises(TypeError, match="loss"):
         truncated_gradients(cell, xs, "mse", 2)
     with pytest.raises(ValueError, match="schemes must be some of"):
@@ -281,3 +287,14 @@ def test_bad_arguments_raise_clear_errors():
         truncated_gradients(nn.Recurrent(cell, reverse=True), xs, loss, 2)
     with pytest.raises(TypeError, match="layer must be"):
         truncated_gradients(nn.Linear(2, 3), xs, loss, 2)
+
+
+def test_a_forward_that_overflows_is_refused():
+    """A relu RNN at 3·I overflows float64 near step 650: refused clearly, not a gradient of NaNs and zeros
+    (nor a misleading complaint about the loss, whose NaNs reach every step)."""
+    cell = nn.RNNCell(2, 3, nonlinearity="relu", dtype=np.float64)
+    cell.weight_hh.data[...] = 3.0 * np.eye(3)
+    xs = np.ones((700, 1, 2))
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # a NumPy warning would be an error here
+        with pytest.raises(ValueError, match=r"the state after step \d+ is not finite"):
+            truncated_gradients(cell, xs, StepLoss(700, 1, 3), 4)

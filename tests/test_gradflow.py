@@ -201,6 +201,22 @@ def test_a_parameter_used_behind_the_attributes_back_is_reported():
         gradflow.weight_grad_contributions(ListCell(), np.ones((3, 1, 2)))
 
 
+def test_float32_norms_past_the_square_root_of_its_range_are_not_inf():
+    """A relu RNN with W_ih = 1, W_hh = w·I, no bias, from h_{-1} = 0 on x_t = 1 stays positive, so it is
+    linear: with L = h_{T-1} · v (|v| = 1), ∂L/∂h_t = v (w I)^(T-1-t), ‖∂L/∂h_t‖ = w^(T-1-t), and step t's
+    share of ∂L/∂W_ih, (∂L/∂h_t)^T x_t, has the same norm. With w = 1e4 and T = 6 they reach 1e20, finite
+    in float32 (max 3.4e38) though their squares are not: a norm summed in float32 would say inf."""
+    cell = nn.RNNCell(1, 2, bias=False, nonlinearity="relu", dtype=np.float32)
+    cell.weight_ih.data[...] = 1.0
+    cell.weight_hh.data[...] = 1e4 * np.eye(2)
+    xs = np.ones((6, 1, 1), np.float32)
+    expected = 1e4 ** np.arange(5, -1, -1.0)
+    for norms in (gradflow.hidden_grad_norms(cell, xs), gradflow.reference_hidden_grad_norms(cell, xs),
+                  gradflow.weight_grad_contributions(cell, xs).norms()["weight_ih"],
+                  gradflow.reference_weight_grad_contributions(cell, xs).norms()["weight_ih"]):
+        np.testing.assert_allclose(norms, expected, rtol=1e-6)
+
+
 # ===================================================================== commands
 def test_gradflow_command_without_matplotlib_still_returns_the_table(no_matplotlib, tmp_path):
     out = tmp_path / "g.png"

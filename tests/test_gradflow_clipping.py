@@ -116,3 +116,43 @@ def test_an_overflowing_gradient_is_refused_clearly():
     xs = tr.Tensor(np.ones((200, 1, 2), np.float32))
     with np.errstate(all="ignore"), pytest.raises(ValueError, match="not finite"):
         gradflow.compare_clipping(models["rnn"], xs)
+
+
+OVERFLOWING = dict(seq_len=700, hidden=4, input_size=2, nonlinearity="relu", init_name="identity", scale=3.0)
+
+
+@pytest.mark.parametrize("measure", [
+    lambda cell, xs: gradflow.hidden_grad_norms(cell, xs),
+    lambda cell, xs: gradflow.weight_grad_contributions(cell, xs),
+    lambda cell, xs: gradflow.jacobians(cell, xs),
+    lambda cell, xs: gradflow.contribution_matrix(cell, xs),
+    lambda cell, xs: gradflow.compare_clipping(cell, xs),
+], ids=["hidden_grad_norms", "weight_grad_contributions", "jacobians", "contribution_matrix", "compare_clipping"])
+def test_a_forward_that_overflows_is_refused_not_measured_as_zero(measure):
+    """3^700 overflows float64: the states turn inf, then NaN, and relu's mask (NaN > 0 is False) would hand
+    every earlier step an exactly-0 gradient, an explosion reported as vanishing. Refused, naming the step,
+    without NumPy's warnings."""
+    xs, models = gradflow.demo_models("rnn", **OVERFLOWING)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # a NumPy warning would be an error here
+        with pytest.raises(ValueError, match=r"the state after step \d+ is not finite .*float64"):
+            measure(models["rnn"], xs)
+
+
+class SilentDoubler(nn.Cell):
+    """h' = h W^T + 0·x: from a zero state every h_t is 0 (finite), while the gradient doubles per step back."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden_size = 2
+        self.W = nn.Parameter(2.0 * np.eye(2))
+
+    def forward(self, x, h):
+        return h @ self.W.T + x * 0.0
+
+
+def test_a_backward_that_overflows_is_refused_without_warnings():
+    """2^1100 passes float64's range in the backward walk only; no advice to use float64, which it is."""
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # a NumPy warning would be an error here
+        with pytest.raises(ValueError, match=r"the gradient is not finite \(it overflowed float64\)") as raised:
+            gradflow.compare_clipping(SilentDoubler(), np.zeros((1100, 1, 2)))
+    assert "use float64" not in str(raised.value)

@@ -64,10 +64,11 @@ def truncated_gradients(layer, x, loss, k, seed=0, schemes=SCHEMES):
     loss    ``loss(outputs)`` with outputs in the layer's own layout ((T, N, H'), (N, T, H') or
             (T, H')); returns the T per-step losses L_0..L_{T-1} (a (T,) Tensor or a list of T
             one-element Tensors), each L_t depending on the outputs only through step t's, or,
-            if "per_output" is not asked for, may return their sum (a one-element Tensor)
+            if "per_output" is not asked for, may return their sum (a one-element Tensor); it may
+            not read the layer's parameters itself (a weight penalty: add its gradient separately)
     k       the truncation length (int >= 1; >= 2 when "randomized" is asked for), see the
             module docstring for what each scheme keeps
-    seed    seeds the cuts of "randomized"
+    seed    an int >= 0, seeds the cuts of "randomized"
     schemes the schemes to compute (default all four; one name or a sequence of names)
 
     The loss is evaluated once, on the full forward's outputs; every scheme's backward pass starts
@@ -78,6 +79,7 @@ def truncated_gradients(layer, x, loss, k, seed=0, schemes=SCHEMES):
     schemes = _check_schemes(schemes)
     check_callable(_WHO, "loss", loss)
     k = check_int(_WHO, "k", k, minimum=1)
+    seed = check_int(_WHO, "seed", seed, minimum=0)
     if "randomized" in schemes and k < 2:
         raise ValueError(f"{_WHO}: the randomized scheme cuts each step with probability c = 1/k, so it needs "
                          f"k >= 2 (c < 1: with c = 1 every gradient is cut and nothing can reweight it); got k={k}")
@@ -87,7 +89,7 @@ def truncated_gradients(layer, x, loss, k, seed=0, schemes=SCHEMES):
         raise ValueError(f"{_WHO}: the {type(layer).__name__} has no parameter that requires grad")
     state0 = cell.init_state(xs.shape[1])
     outputs, states, _ = unroll_steps(cell, xs, state0)
-    doutputs = _output_gradients(loss, outputs, layout, per_step_needed="per_output" in schemes)
+    doutputs = _output_gradients(loss, outputs, layout, "per_output" in schemes, names)
     params = [param for _, param in names]
     gradients = {}
     for scheme in schemes:
@@ -149,8 +151,12 @@ def _per_output(cell, xs, state0, states, doutputs, params, k):
     return totals
 
 
-def _output_gradients(loss, outputs, layout, per_step_needed):
-    """∂L/∂outputs (T, N, H') as an ndarray, L = Σ_t L_t of ``loss`` on a copy of the outputs' values."""
+def _output_gradients(loss, outputs, layout, per_step_needed, names):
+    """∂L/∂outputs (T, N, H') as an ndarray, L = Σ_t L_t of ``loss`` on a copy of the outputs' values.
+
+    names: the layer's (name, parameter) pairs; a loss that reads one of them itself (a penalty on a
+    weight) is refused, since every scheme differentiates L through the outputs only.
+    """
     steps = outputs.shape[0]
     seen = Tensor(np.array(outputs.data), requires_grad=True)
     result = loss(layout(seen))
@@ -162,9 +168,14 @@ def _output_gradients(loss, outputs, layout, per_step_needed):
         total = result
     else:
         total = per_step.sum()
-        if per_step_needed:
-            _check_per_step(per_step, seen)
-    (found,) = grad(total, seen, allow_unused=True)
+    found, *direct = grad(total, [seen] + [param for _, param in names], allow_unused=True)
+    read = [name for (name, _), gradient in zip(names, direct) if gradient is not None]
+    if read:
+        raise ValueError(f"{_WHO}: loss(outputs) reads the layer's parameter {read[0]} itself, not only through the "
+                         f"outputs; the schemes differentiate L through the outputs only, so that part of the "
+                         f"gradient would be missing: add a penalty's gradient separately")
+    if per_step is not None and per_step_needed:
+        _check_per_step(per_step, seen)
     return np.zeros(seen.shape, seen.dtype) if found is None else found.data
 
 

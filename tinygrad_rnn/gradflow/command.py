@@ -117,7 +117,8 @@ def contribution_matrix_command(cells=("rnn", "lstm", "gru"), param="weight_hh",
              "fraction of ∂L/∂W (its signed projection on the full gradient's direction) carried by t-k >= K:",
              table(fractions, index=distances, index_name="K")]
     for name, matrix in found.items():
-        lines.append(f"{name}: ‖∂L/∂{param}‖ = {np.linalg.norm(matrix.total):.4e}; the diagonal k = t carries "
+        size = np.linalg.norm(matrix.total.astype(np.float64))
+        lines.append(f"{name}: ‖∂L/∂{param}‖ = {size:.4e}; the diagonal k = t carries "
                      f"{np.trace(matrix.projection) / matrix.projection.sum():.1%}")
     title = f"Which (loss step, use step) pairs dL/d{param} learns from: {describe_init(**setup)}"
     lines.append(contribution_plot(found, distances, fractions, out, title))

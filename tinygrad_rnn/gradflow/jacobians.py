@@ -68,7 +68,8 @@ def jacobians(layer, x, state=None):
     (T, 1, D) ((1, T, D) if the layer is batch_first), a Tensor or ndarray. state: the initial
     state as the cell takes it, each part (1, H) (or (H,)); default the cell's ``init_state``.
     Nothing's ``.grad`` is touched. Cost: one forward and one backward of the sequence with a batch
-    of S, and one step with a batch of T·S.
+    of S, and one step with a batch of T·S. A Jacobian that overflows the dtype is a ValueError
+    naming the step.
     """
     cell, xs, _ = forward_recurrence(layer, x, "jacobians")
     if xs.shape[1] != 1:
@@ -81,8 +82,15 @@ def jacobians(layer, x, state=None):
                          f"{[tuple(part.shape) for part in start]}")
     part_sizes = tuple(int(np.prod(part.shape[1:])) for part in start)
     states = _unrolled_states(cell, xs, start)
-    through_time = _through_time(cell, xs, start, part_sizes)
-    steps = _step_jacobians(cell, xs, [[part.data for part in start]] + states[:-1], part_sizes)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, as an error
+        through_time = _through_time(cell, xs, start, part_sizes)
+        steps = _step_jacobians(cell, xs, [[part.data for part in start]] + states[:-1], part_sizes)
+    for name, found in (("∂s_{T-1}/∂s_t", through_time), ("J_t = ∂s_t/∂s_{t-1}", steps)):
+        overflowed = np.flatnonzero(~np.isfinite(found).all(axis=(1, 2)))
+        if overflowed.size:
+            raise ValueError(f"jacobians: {name} is not finite from t = {overflowed.max()} back: it overflowed "
+                             f"{found.dtype}; use a shorter sequence or smaller weights"
+                             + ("" if found.dtype == np.float64 else ", or float64"))
     through_time_values, step_values = (np.linalg.svd(j.astype(np.float64), compute_uv=False)
                                         for j in (through_time, steps))
     return Jacobians(through_time, steps, part_sizes, through_time_values, step_values,

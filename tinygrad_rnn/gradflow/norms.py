@@ -69,7 +69,7 @@ def hidden_grad_norms(module, x, loss_fn=last_output_loss, state=None):
 
 def _norm_recorder(norms, t):
     def record(gradient):
-        norms[t] = np.linalg.norm(gradient)
+        norms[t] = np.linalg.norm(np.asarray(gradient, dtype=np.float64))  # float32's squares overflow past 1.8e19
     return record
 
 
@@ -85,8 +85,9 @@ class WeightGradContributions:
     total: dict
 
     def norms(self):
-        """{name: (T,)}: the Frobenius norm of each step's contribution."""
-        return {name: np.linalg.norm(c.reshape(len(c), -1), axis=1) for name, c in self.per_step.items()}
+        """{name: (T,) float64}: the Frobenius norm of each step's contribution."""
+        return {name: np.linalg.norm(c.reshape(len(c), -1).astype(np.float64), axis=1)
+                for name, c in self.per_step.items()}
 
 
 def weight_grad_contributions(module, x, loss_fn=last_output_loss, state=None):

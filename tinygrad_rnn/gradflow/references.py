@@ -22,7 +22,7 @@ def reference_hidden_grad_norms(module, x, loss_fn=last_output_loss, state=None)
     """``hidden_grad_norms`` from the hand-derived reference (bptt/): ‖dh[t]‖ of backward(per_step=True)."""
     cell, xs, _ = forward_recurrence(module, x, "reference_hidden_grad_norms")
     grads = _reference_grads(cell, xs, state, loss_fn)
-    return np.linalg.norm(grads.dh.reshape(len(grads.dh), -1), axis=1)
+    return np.linalg.norm(grads.dh.reshape(len(grads.dh), -1).astype(np.float64), axis=1)
 
 
 def reference_weight_grad_contributions(module, x, loss_fn=last_output_loss, state=None):

@@ -19,7 +19,7 @@ import numpy as np
 
 from .._checks import check_tensor_input, describe
 from ..tensor import Tensor
-from .cells import Cell
+from .cells import Cell, state_parts
 from .recurrent import Recurrent, StackedRecurrent
 
 __all__ = ["recurrence_of", "ForwardRecurrence", "forward_recurrence", "UnrolledSteps", "unroll_steps"]
@@ -117,12 +117,22 @@ def unroll_steps(cell, xs, state, advance=None, enter=None):
     state) -> the new state, default ``cell.forward(x_t, state)`` (e.g. ``per_step_parameter_aliases``'s
     step, or one that watches the cell's ops). enter(t, state) -> the state step t reads, default the
     state itself (e.g. a detached one to cut the backward pass, or an alias of each part to hook).
+
+    A state that is not finite (the forward overflowed, or x holds inf / NaN) is a ValueError naming the
+    step, not a result: every gradient through it would be meaningless, and some would look plausible
+    (a relu's mask turns NaN into an exactly-0 gradient: an explosion measured as vanishing).
     """
     states, consumed = [], []
 
     def step(t, x_t, state):
         consumed.append(state if enter is None else enter(t, state))
-        states.append(cell.forward(x_t, consumed[-1]) if advance is None else advance(t, x_t, consumed[-1]))
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, as an error
+            states.append(cell.forward(x_t, consumed[-1]) if advance is None else advance(t, x_t, consumed[-1]))
+        if not all(np.all(np.isfinite(part.data)) for part in state_parts(states[-1])):
+            raise ValueError(f"{type(cell).__name__}: the state after step {t} is not finite (inf or NaN): the forward "
+                             f"overflowed {xs.dtype} (or x holds inf / NaN), so no gradient through it means anything; "
+                             f"use a shorter sequence or smaller weights or inputs"
+                             + ("" if xs.dtype == np.float64 else ", or float64"))
         return states[-1]
 
     outputs, _ = Recurrent(cell).run(xs, state, None, step=step)
