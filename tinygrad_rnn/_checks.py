@@ -5,6 +5,7 @@ raises with a message that starts with the caller's name (``who``), names the ar
 what came: TypeError for a value of the wrong kind, ValueError for a value out of range. Nothing
 is coerced: a float is not an int, a bool is not a number, an int is not a bool.
 """
+import functools
 import math
 import numbers
 
@@ -13,7 +14,7 @@ import numpy as np
 from .tensor import Tensor, get_default_dtype
 
 __all__ = ["AxisOutOfRangeError", "IdOutOfRangeError", "describe", "is_int", "check_int", "check_real", "check_bool", "check_callable",
-           "check_float_dtype", "check_tensor_input"]
+           "check_float_dtype", "check_tensor_input", "axis_or_dim"]
 
 
 class IdOutOfRangeError(IndexError, ValueError):
@@ -99,3 +100,18 @@ def check_tensor_input(who, name, x, dtype):
         raise TypeError(f"{who}: {name} has dtype {x.dtype} but the layer's parameters have dtype "
                         f"{np.dtype(dtype)}; convert one of them (e.g. Tensor(x.numpy().astype(np.{np.dtype(dtype)})))")
     return x
+
+
+def axis_or_dim(function):
+    """``function`` (keywords ``axis`` and ``keepdims``, as NumPy's) taking PyTorch's ``dim`` and ``keepdim``
+    as well. One argument given in both spellings is an error, never a choice between the two values."""
+    @functools.wraps(function)
+    def either_spelling(*args, **kwargs):
+        for pytorch_name, numpy_name in (("dim", "axis"), ("keepdim", "keepdims")):
+            if pytorch_name in kwargs:
+                if numpy_name in kwargs:
+                    raise TypeError(f"{function.__name__}: got both {numpy_name}= (NumPy's name) and {pytorch_name}= "
+                                    f"(PyTorch's name) for the same argument; give one")
+                kwargs[numpy_name] = kwargs.pop(pytorch_name)
+        return function(*args, **kwargs)
+    return either_spelling

@@ -113,6 +113,11 @@ def _values(x):
     return x.data if type(x) is Tensor else x
 
 
+def _on(x, op, ufunc):
+    """``op(x)`` for a Tensor (recorded, under ``create_graph``), ``ufunc(x)`` for an ndarray: a backward's factor."""
+    return op(x) if type(x) is Tensor else ufunc(x)
+
+
 def _permuted(x, dims):
     """``x`` with its axes permuted (ndarrays call it ``transpose``, Tensors ``permute``)."""
     return permute(x, dims) if type(x) is Tensor else x.transpose(dims)
@@ -174,11 +179,7 @@ def _pow_number_backward(g, out, exponent, a):
 
 def _pow_backward(g, out, needs, a, b):
     return (_unbroadcast(g * b * a ** (b - 1), a.shape) if needs[0] else None,
-            _unbroadcast(g * out * _log(a), b.shape) if needs[1] else None)
-
-
-def _log(x):
-    return x.log() if type(x) is Tensor else np.log(x)
+            _unbroadcast(g * out * _on(a, log, np.log), b.shape) if needs[1] else None)
 
 
 POW_NUMBER = Op("pow", lambda exponent, a: a ** exponent, _pow_number_backward, INPUTS)
@@ -273,6 +274,30 @@ def log(a):
 
 
 LOG = Op("log", lambda ctx, a: np.log(a), lambda g, out, ctx, a: (g / a,), INPUTS)
+
+
+def log1p(a):
+    """log(1 + a), exact for small a where 1 + a would round.  d/da = 1 / (1 + a)."""
+    return LOG1P(None, a)
+
+
+LOG1P = Op("log1p", lambda ctx, a: np.log1p(a), lambda g, out, ctx, a: (g / (1 + a),), INPUTS)
+
+
+def sin(a):
+    """sin(a).  d/da = cos(a)."""
+    return SIN(None, a)
+
+
+SIN = Op("sin", lambda ctx, a: np.sin(a), lambda g, out, ctx, a: (g * _on(a, cos, np.cos),), INPUTS)
+
+
+def cos(a):
+    """cos(a).  d/da = -sin(a)."""
+    return COS(None, a)
+
+
+COS = Op("cos", lambda ctx, a: np.cos(a), lambda g, out, ctx, a: (-g * _on(a, sin, np.sin),), INPUTS)
 
 
 def tanh(a):
@@ -457,7 +482,7 @@ def reshape(a, *shape):
     try:
         return RESHAPE(shape, a)
     except ValueError:
-        raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) "
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.data.size} elements) "
                          f"into {shape}") from None
 
 
@@ -711,7 +736,7 @@ Tensor.__neg__, Tensor.__abs__, Tensor.__getitem__ = neg, abs, getitem
 Tensor.__lt__, Tensor.__le__ = _comparison(np.less), _comparison(np.less_equal)
 Tensor.__gt__, Tensor.__ge__ = _comparison(np.greater), _comparison(np.greater_equal)
 Tensor.__eq__, Tensor.__ne__ = _comparison(np.equal), _comparison(np.not_equal)
-for _method in (exp, log, tanh, sigmoid, relu, abs, sqrt, clip, astype, sum, mean, max, amax, reshape, permute,
-                transpose, broadcast_to, split, chunk, detach):
+for _method in (exp, log, log1p, sin, cos, tanh, sigmoid, relu, abs, sqrt, clip, astype, sum, mean, max, amax,
+                reshape, permute, transpose, broadcast_to, split, chunk, detach):
     setattr(Tensor, _method.__name__, _method)
 Tensor.T = property(reversed_axes)

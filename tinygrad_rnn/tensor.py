@@ -148,7 +148,6 @@ class Tensor:
     shape = property(lambda self: self.data.shape)
     ndim = property(lambda self: self.data.ndim)
     dtype = property(lambda self: self.data.dtype)
-    size = property(lambda self: self.data.size)
     is_leaf = property(lambda self: self._node is None or self._node.op is None)
     __hash__ = object.__hash__  # == is elementwise, so hash by identity
 
