@@ -97,6 +97,30 @@ def test_sequential_keys_equal_torchs_after_the_same_edits():
     assert list(ours.state_dict()) == list(theirs.state_dict())
 
 
+@pytest.mark.parametrize("index", [-5, -4, 4, 9])
+def test_insert_out_of_range_is_an_index_error_as_torchs(index):
+    """torch accepts -len <= index <= len; beyond that nothing is inserted (never a silent append)."""
+    for make in (lambda: nn.Sequential(nn.Tanh(), nn.ReLU(), nn.Sigmoid()),
+                 lambda: nn.ModuleList([nn.Tanh(), nn.ReLU(), nn.Sigmoid()])):
+        net = make()
+        before = list(net)
+        with pytest.raises(IndexError, match=f"index {index} is out of range"):
+            net.insert(index, nn.Identity())
+        assert list(net) == before
+
+
+def test_insert_within_range_places_the_module_as_torchs():
+    torch = pytest.importorskip("torch")
+    for index in (-3, -1, 0, 2, 3):
+        ours, theirs = nn.Sequential(nn.Tanh(), nn.ReLU(), nn.Sigmoid()), \
+            torch.nn.Sequential(torch.nn.Tanh(), torch.nn.ReLU(), torch.nn.Sigmoid())
+        ours.insert(index, nn.Identity())
+        theirs.insert(index, torch.nn.Identity())
+        assert repr(ours) == repr(theirs), index
+    with pytest.raises(IndexError):
+        torch.nn.Sequential(torch.nn.Tanh(), torch.nn.ReLU(), torch.nn.Sigmoid()).insert(4, torch.nn.Identity())
+
+
 # ===================================================================== ModuleList, ModuleDict
 def stack(library):
     """Layers kept in a ModuleList and heads in a ModuleDict, as a PyTorch model keeps them (nn or torch.nn)."""
@@ -131,6 +155,15 @@ def test_module_list_and_dict_register_their_parameters_under_their_keys():
         heads["a"]
     with pytest.raises(KeyError, match="already has an attribute 'train'"):
         heads["train"] = nn.Tanh()  # would shadow Module.train, as PyTorch refuses
+
+
+def test_module_dict_takes_another_module_dict_as_torchs():
+    tanh, relu = nn.Tanh(), nn.ReLU()
+    first = nn.ModuleDict({"ab": tanh, "c": relu})
+    copy = nn.ModuleDict(first)
+    assert list(copy.items()) == [("ab", tanh), ("c", relu)]
+    copy.update(nn.ModuleDict({"d": nn.Identity()}))
+    assert list(copy) == ["ab", "c", "d"]
 
 
 def test_module_list_and_dict_names_equal_torchs():
@@ -239,6 +272,19 @@ def test_requires_grad_switches_every_parameter():
         net.requires_grad_(1)
 
 
+def test_a_frozen_submodule_gets_no_gradient_and_the_rest_the_closed_form():
+    """First Linear frozen: backward leaves its .grad None; the last Linear's gradient of sum(y) is
+    (sum over rows of tanh(h)) for the weight and the row count for the bias, as with nothing frozen."""
+    net = mlp()
+    net[0].requires_grad_(False)
+    x = np.random.default_rng(6).standard_normal((5, 3))
+    net(tr.Tensor(x)).sum().backward()
+    assert net[0].weight.grad is None and net[0].bias.grad is None
+    hidden = np.tanh(x @ net[0].weight.data.T + net[0].bias.data)
+    np.testing.assert_allclose(net[2].weight.grad, np.tile(hidden.sum(axis=0), (2, 1)), rtol=1e-12)
+    np.testing.assert_allclose(net[2].bias.grad, [5.0, 5.0], rtol=1e-15)
+
+
 def test_zero_grad_sets_to_none_by_default_or_zeroes_in_place():
     net = mlp()
     net(tr.Tensor(np.ones((2, 3)))).sum().backward()
@@ -265,6 +311,11 @@ REPRS = [  # (ours, torch's (built by the same lambda on torch.nn), expected tex
     (lambda lib: lib.ModuleDict({"a": lib.Tanh()}), "ModuleDict(\n  (a): Tanh()\n)"),
     (lambda lib: lib.ModuleList([lib.Identity(), lib.Sigmoid()]),
      "ModuleList(\n  (0): Identity()\n  (1): Sigmoid()\n)"),
+    (lambda lib: lib.ModuleList([lib.Linear(2, 2), lib.Linear(2, 2), lib.Linear(2, 2), lib.Tanh(), lib.Tanh()]),
+     "ModuleList(\n  (0-2): 3 x Linear(in_features=2, out_features=2, bias=True)\n  (3-4): 2 x Tanh()\n)"),
+    (lambda lib: lib.Sequential(lib.ModuleList([lib.Sequential(lib.Tanh()), lib.Sequential(lib.Tanh())])),
+     "Sequential(\n  (0): ModuleList(\n    (0-1): 2 x Sequential(\n      (0): Tanh()\n    )\n  )\n)"),
+    (lambda lib: lib.ModuleList(), "ModuleList()"),
     (lambda lib: lib.CrossEntropyLoss(), "CrossEntropyLoss()"),
     (lambda lib: lib.MSELoss(), "MSELoss()"),
     (lambda lib: lib.ReLU(inplace=True), "ReLU(inplace=True)"),

@@ -123,6 +123,17 @@ def test_adamw_decays_decoupled_from_the_gradient_by_hand():
         optimizer.decoupled_weight_decay = False
 
 
+def test_adagrad_starts_each_groups_sums_at_its_own_initial_accumulator_value():
+    """One step, g = 1 (a deliberate difference: torch uses the constructor's value for every group):
+    p = -lr g / (sqrt(s0 + g²) + eps) with s0 the group's initial_accumulator_value."""
+    a, b = tr.Tensor(np.zeros(2), requires_grad=True), tr.Tensor(np.zeros(2), requires_grad=True)
+    optimizer = optim.Adagrad([{"params": [a]}, {"params": [b], "initial_accumulator_value": 3.0}], lr=0.5, eps=0.0)
+    a.grad, b.grad = np.ones(2), np.ones(2)
+    optimizer.step()
+    np.testing.assert_allclose(a.data, -0.5 / np.sqrt(0.0 + 1.0), rtol=1e-15)
+    np.testing.assert_allclose(b.data, -0.5 / np.sqrt(3.0 + 1.0), rtol=1e-15)
+
+
 def test_hyper_parameters_read_as_attributes_only_while_the_groups_agree():
     a, b = tr.Tensor(np.zeros(1), requires_grad=True), tr.Tensor(np.zeros(1), requires_grad=True)
     optimizer = optim.SGD([{"params": [a], "lr": 0.5}, {"params": [b]}], lr=0.1)
@@ -184,6 +195,19 @@ def test_repr_lists_each_group_as_torchs_does():
                                "    momentum: 0.9\n    nesterov: False\n    weight_decay: 0.0\n)")
 
 
+def test_repr_of_several_groups_has_torchs_layout():
+    """torch's text with its implementation switches (foreach, fused, differentiable) left out."""
+    torch = pytest.importorskip("torch")
+    options = dict(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0)
+    a, b = tr.Tensor(np.zeros(1), requires_grad=True), torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    ours = optim.SGD([{"params": [a]}, {"params": [tr.Tensor(np.zeros(1), requires_grad=True)], "lr": 0.5}],
+                     **options)
+    theirs = torch.optim.SGD([{"params": [b]}, {"params": [torch.zeros(1, requires_grad=True)], "lr": 0.5}],
+                             **options)
+    kept = [line for line in repr(theirs).split("\n") if line.strip().split(":")[0] not in TORCH_ONLY_KEYS]
+    assert repr(ours) == "\n".join(kept)
+
+
 # ===================================================================== zero_grad
 def test_zero_grad_sets_to_none_by_default_and_zeroes_in_place_when_asked():
     a, b = tr.Tensor(np.ones(2), requires_grad=True), tr.Tensor(np.ones(3), requires_grad=True)
@@ -227,6 +251,53 @@ def test_state_dict_with_groups_round_trips_and_continues_identically():
             np.testing.assert_array_equal(p, q)
     with pytest.raises(ValueError, match="the state dict has 2 parameter groups but this optimizer has 1"):
         optim.Adam(clone_params).load_state_dict(saved)
+
+
+@pytest.mark.parametrize("name, option, on, off", [("SGD", "momentum", 0.9, 0.0), ("Adam", "amsgrad", True, False),
+                                                   ("RMSprop", "centered", True, False),
+                                                   ("RMSprop", "momentum", 0.5, 0.0)])
+def test_state_dict_round_trips_after_an_option_was_switched_off(name, option, on, off):
+    """The state an option made stays (as torch keeps it) and the optimizer's own state_dict loads back."""
+    starts, grads = starts_and_grads(4, 4)
+    params, original = ours_with_groups(getattr(optim, name), starts, [([0, 1, 2], {option: on})], lr=0.1)
+    run(params, original, grads[:2])
+    original.param_groups[0][option] = off
+    run(params, original, grads[2:3])
+    saved = original.state_dict()
+    clone_params, clone = ours_with_groups(getattr(optim, name), [p.data.copy() for p in params],
+                                           [([0, 1, 2], {option: off})], lr=0.1)
+    clone.load_state_dict(saved)
+    for mine, theirs in zip(run(params, original, grads[3:]), run(clone_params, clone, grads[3:])):
+        for p, q in zip(mine, theirs):
+            np.testing.assert_array_equal(p, q)
+    saved["state"][0]["typo_buffer"] = saved["state"][0][next(iter(saved["state"][0]))]
+    with pytest.raises(ValueError, match="the state of parameter 0 has keys"):
+        clone.load_state_dict(saved)
+
+
+def test_state_follows_its_parameter_cast_after_the_optimizer_was_made():
+    """Adam made on a float32 Linear, two steps, then ``double()``: the moments become float64 as the
+    parameters did, and the next step equals a fresh float64 Adam loaded from the float32 state (load_state_dict
+    casts each state array to its parameter's dtype)."""
+    layer = tr.nn.Linear(3, 2)
+    optimizer = optim.Adam(layer.parameters(), lr=0.1)
+    rng = np.random.default_rng(5)
+    for _ in range(2):
+        for p in layer.parameters():
+            p.grad = rng.standard_normal(p.shape).astype(np.float32)
+        optimizer.step()
+    saved = optimizer.state_dict()
+    layer.double()
+    reference = [tr.Tensor(p.data.copy(), requires_grad=True) for p in layer.parameters()]
+    fresh = optim.Adam(reference, lr=0.1)
+    fresh.load_state_dict(saved)
+    for p, q in zip(layer.parameters(), reference):
+        p.grad = q.grad = rng.standard_normal(p.shape)
+    optimizer.step()
+    fresh.step()
+    for p, q in zip(layer.parameters(), reference):
+        assert optimizer.state[p]["exp_avg"].dtype == np.float64
+        np.testing.assert_array_equal(p.data, q.data)
 
 
 def test_state_dict_layout_equals_torchs():
@@ -293,6 +364,27 @@ def test_schedules_equal_torchs(name, kwargs):
     theirs = scheduled_lrs(lambda opt: getattr(torch.optim.lr_scheduler, name)(opt, **kwargs),
                            two_group_sgd(torch), 14)
     np.testing.assert_allclose(ours, theirs, rtol=1e-14, atol=1e-16)
+
+
+def test_chained_schedules_with_lrs_edited_by_hand_equal_torchs():
+    """StepLR and CosineAnnealingLR on one optimizer, an lr set by hand twice, over three periods of T_max:
+    both apply their recursive rules to the current lr, as torch's chainable schedulers do."""
+    torch = pytest.importorskip("torch")
+    trajectories = []
+    for library in (tr, torch):
+        optimizer = two_group_sgd(library)
+        schedulers = [library.optim.lr_scheduler.StepLR(optimizer, 3, gamma=0.5),
+                      library.optim.lr_scheduler.CosineAnnealingLR(optimizer, 4, eta_min=0.01)]
+        lrs = []
+        for epoch in range(12):
+            optimizer.step()
+            if epoch in (2, 7):
+                optimizer.param_groups[epoch % 2]["lr"] = 0.3
+            for scheduler in schedulers:
+                scheduler.step()
+            lrs.append([group["lr"] for group in optimizer.param_groups] + schedulers[1].get_last_lr())
+        trajectories.append(lrs)
+    np.testing.assert_allclose(*trajectories, rtol=1e-14, atol=1e-16)
 
 
 def test_the_optimizer_steps_with_the_scheduled_lr():

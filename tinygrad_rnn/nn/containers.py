@@ -3,6 +3,7 @@
 Each registers its modules as children, so their parameters are named "<key>.<name>" (``0.weight``,
 ``encoder.bias``) in ``named_parameters()`` and ``state_dict()``, exactly as in PyTorch.
 """
+import itertools
 from collections.abc import Mapping
 
 from .._checks import describe, is_int
@@ -55,9 +56,14 @@ class _ModuleSequence(Module):
         return self
 
     def insert(self, index, module):
-        """Put ``module`` before position ``index`` (PyTorch's and list's rule); the keys are renumbered."""
+        """Put ``module`` before position ``index``, an int in [-len, len] as PyTorch's (negative from the
+        end; len appends); the keys are renumbered."""
+        who = f"{type(self).__name__}.insert"
         if not is_int(index):
-            raise TypeError(f"{type(self).__name__}.insert: index must be an int, got {describe(index)}")
+            raise TypeError(f"{who}: index must be an int, got {describe(index)}")
+        if not -len(self) <= index <= len(self):
+            raise IndexError(f"{who}: index {index} is out of range for {len(self)} modules "
+                             f"(from {-len(self)} to {len(self)})")
         modules = list(self)
         modules.insert(index, _checked_modules([module], type(self).__name__)[0])
         self._renumber(modules)
@@ -116,11 +122,21 @@ class ModuleList(_ModuleSequence):
     def _from_pairs(self, pairs):
         return ModuleList(module for _, module in pairs)
 
+    def _child_lines(self):
+        """PyTorch's: neighbours with the same repr share one entry, "(0-2): 3 x Linear(...)"."""
+        lines, first = [], 0
+        for text, run in itertools.groupby(repr(module) for module in self):
+            count = len(list(run))
+            last = first + count - 1
+            lines.append(f"({first}): {text}" if count == 1 else f"({first}-{last}): {count} x {text}")
+            first = last + 1
+        return lines
+
 
 class ModuleDict(Module):
     """A dict of modules, registered under their keys (str without dots); no forward.
 
-    ``ModuleDict(modules=None)`` with a mapping or an iterable of (key, module) pairs; ``[key]``,
+    ``ModuleDict(modules=None)`` with a mapping, a ModuleDict or an iterable of (key, module) pairs; ``[key]``,
     ``[key] = module``, ``del``, ``in``, ``len``, iteration over the keys, ``keys()``, ``items()``,
     ``values()``, ``update()``, ``pop()`` and ``clear()`` as a dict's (insertion order kept).
     """
@@ -160,8 +176,8 @@ class ModuleDict(Module):
         return self._modules.values()
 
     def update(self, modules):
-        """Add (or replace) the modules of a mapping or of an iterable of (key, module) pairs."""
-        pairs = modules.items() if isinstance(modules, Mapping) else modules
+        """Add (or replace) the modules of a mapping, a ModuleDict or an iterable of (key, module) pairs."""
+        pairs = modules.items() if isinstance(modules, (Mapping, ModuleDict)) else modules
         try:
             pairs = [tuple(pair) for pair in pairs]
         except TypeError:

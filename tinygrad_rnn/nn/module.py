@@ -255,11 +255,15 @@ class Module:
     def __repr__(self):
         """PyTorch's layout: ``Name(extra)`` alone, else the extra lines and ``(child): repr`` lines indented."""
         extra = self.extra_repr()
-        children = [f"({name}): " + repr(module).replace("\n", "\n  ") for name, module in self._modules.items()]
+        children = [line.replace("\n", "\n  ") for line in self._child_lines()]
         lines = (extra.split("\n") if extra else []) + children
         if len(lines) <= 1 and not children:
             return f"{type(self).__name__}({extra})"
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
+    def _child_lines(self):
+        """The repr's "(name): child" entries, one per child."""
+        return [f"({name}): {module!r}" for name, module in self._modules.items()]
 
     def extra_repr(self):
         return ""

@@ -134,11 +134,12 @@ class Optimizer:
         return checked[1]
 
     def __repr__(self):
-        lines = [f"{type(self).__name__} ("]
-        for k, group in enumerate(self.param_groups):
-            lines.append(f"Parameter Group {k}")
-            lines += [f"    {key}: {group[key]!r}" for key in sorted(group) if key != "params"]
-        return "\n".join(lines + [")"])
+        """PyTorch's text: the class, then per group "Parameter Group k" and its values sorted by key,
+        groups separated by a blank line."""
+        groups = ["\n".join([f"Parameter Group {k}"] + [f"    {key}: {group[key]!r}" for key in sorted(group)
+                                                         if key != "params"])
+                  for k, group in enumerate(self.param_groups)]
+        return f"{type(self).__name__} (\n" + "\n\n".join(groups) + "\n)"
 
     # ------------------------------------------------------------------ the update
     def zero_grad(self, set_to_none=True):
@@ -158,7 +159,7 @@ class Optimizer:
             for p in group["params"]:
                 grad = checked_gradient(p, index, who)
                 if grad is not None:
-                    self._update(p.data, grad, self.state[p], settings)
+                    self._update(p.data, grad, _in_dtype_of(self.state[p], p), settings)
                 index += 1
         return loss
 
@@ -214,6 +215,7 @@ class Optimizer:
                              f"as state_dict writes them")
         settings_of = [checked for checked, group in zip(checked_groups, self.param_groups) for _ in group["params"]]
         new_state = ParameterState()
+        possible = self._every_state_name()
         for index, entry in state_dict["state"].items():
             if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(params):
                 raise ValueError(f"{who}: state key {index!r} is not a parameter position in [0, {len(params)})")
@@ -221,15 +223,30 @@ class Optimizer:
             if isinstance(entry, Mapping) and "step" in expected and "step" not in entry \
                     and settings_of[index].get("lr_decay") == 0:  # Adagrad saved before it counted steps
                 entry = {**entry, "step": 0}
-            if not isinstance(entry, Mapping) or set(entry) != expected:
+            # beyond those: state an option made before it was switched off (kept, as PyTorch keeps it)
+            if not isinstance(entry, Mapping) or not expected <= set(entry) <= possible:
                 found = sorted(entry) if isinstance(entry, Mapping) else type(entry).__name__
-                raise ValueError(f"{who}: the state of parameter {index} has keys "
-                                 f"{found}, expected a dict with keys {sorted(expected)}")
+                optional = f" (and maybe some of {sorted(possible - expected)})" if possible - expected else ""
+                raise ValueError(f"{who}: the state of parameter {index} has keys {found}, expected a dict "
+                                 f"with keys {sorted(expected)}{optional}")
             new_state[params[index]] = {key: _loaded_state_value(value, params[index], key, index, who)
                                         for key, value in entry.items()}
         for group, checked in zip(self.param_groups, checked_groups):
             group.update(checked)
         self.state = new_state
+
+    def _every_state_name(self):
+        """The state keys this optimizer can hold under some settings (every option switched on)."""
+        return set(self._state_names(types.SimpleNamespace(**dict.fromkeys(self.defaults, True))))
+
+
+def _in_dtype_of(state, param):
+    """A parameter's ``state`` with its arrays in the parameter's dtype (cast when the parameter was cast
+    after the state was made, e.g. by ``Module.double()``, as ``load_state_dict`` casts them)."""
+    for key, value in state.items():
+        if isinstance(value, np.ndarray) and value.dtype != param.dtype:
+            state[key] = value.astype(param.dtype)
+    return state
 
 
 def _as_groups(params, who):
