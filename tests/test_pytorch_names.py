@@ -817,3 +817,13 @@ def test_binary_loss_errors():
         F.binary_cross_entropy(x, np.zeros((2, 3), np.float32), weight=np.ones(3))
     with pytest.raises(TypeError, match="weight must be None, a number, an ndarray or a Tensor, got str"):
         F.binary_cross_entropy(x, np.zeros((2, 3), np.float32), weight="balanced")
+
+
+@pytest.mark.parametrize("loss", [F.cross_entropy, lambda x, y: F.nll_loss(F.log_softmax(x), y)])
+def test_torchs_padding_id_without_ignore_index_is_refused_with_the_way_out(loss):
+    """-100 is torch's default ignore_index; here it must be asked for, and the error says how."""
+    logits = tr.Tensor(np.zeros((2, 3)))
+    with pytest.raises(IndexError, match=r"holds -100.*pass ignore_index=-100"):
+        loss(logits, np.array([0, -100]))
+    with pytest.raises(IndexError, match=r"holds 7, which is not a class id in \[0, 3\): C = 3$"):
+        loss(logits, np.array([0, 7]))

@@ -298,9 +298,12 @@ def _class_ids(ids, num_classes, function, name, ignore_index=None):
     if ignore_index is not None:
         outside &= array != ignore_index
     if outside.any():
+        first = array[outside][0]
         also = "" if ignore_index is None else f" (nor ignore_index {ignore_index})"
-        raise IdOutOfRangeError(f"{function}: {name} holds {array[outside][0]}, which is not a class id in "
-                         f"[0, {num_classes}){also}: C = {num_classes}")
+        hint = (" (to skip padding marked -100, as torch's default does, pass ignore_index=-100)"
+                if first == -100 and ignore_index is None else "")
+        raise IdOutOfRangeError(f"{function}: {name} holds {first}, which is not a class id in "
+                                f"[0, {num_classes}){also}: C = {num_classes}{hint}")
     return array
 
 
