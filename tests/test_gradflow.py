@@ -268,6 +268,10 @@ def test_contributions_command_table_is_the_per_step_norms():
     (lambda: gradflow.gradflow_command(seq_len=0), ValueError, "seq_len"),
     (lambda: gradflow.gradflow_command(seq_len=True), ValueError, "seq_len"),
     (lambda: gradflow.contributions_command(param="W"), ValueError, "param"),
+    (lambda: gradflow.demo_models("rnn", init_name="identity", scale=np.inf), ValueError, "scale must be a finite"),
+    (lambda: gradflow.demo_models("rnn", init_name="identity", scale=np.nan), ValueError, "scale must be a finite"),
+    (lambda: gradflow.demo_models("rnn", init_name="identity", scale=-1.0), ValueError, "scale must be .* > 0"),
+    (lambda: gradflow.demo_models("rnn", init_name="identity", scale=0), ValueError, "scale must be .* > 0"),
 ])
 def test_bad_input_gets_a_clear_error(call, error, message):
     with pytest.raises(error, match=message):

@@ -206,7 +206,9 @@ def _escaped(text):
 
 
 def _values(v, graph):
-    """[("data", text)] and ("grad", text) when it requires grad, for a vertex whose Tensor is known; else []."""
+    """[("data", text)] and ("grad", text) when it requires grad, for a vertex whose Tensor is known; else [].
+    The root's grad, which backward() seeds but does not keep (unless retained), is shown as that seed:
+    1 for one element."""
     tensor = graph.tensors.get(v)
     if tensor is None and isinstance(v, Node) and v.tensor is not None:
         tensor = v.tensor()
@@ -215,7 +217,13 @@ def _values(v, graph):
     shown = [("data", _numbers(tensor.data))]
     if tensor.requires_grad:
         gradient = tensor.grad
-        shown.append(("grad", "None" if gradient is None else _numbers(getattr(gradient, "data", gradient))))
+        if gradient is not None:
+            shown.append(("grad", _numbers(getattr(gradient, "data", gradient))))
+        elif v is graph.root and v.tensor is None:  # the root keeps no .grad unless retained; ∂root/∂root = 1
+            shown.append(("grad", "1 (the seed of backward())" if tensor.data.size == 1
+                          else "not kept (the root: the seed passed to backward(grad=...))"))
+        else:
+            shown.append(("grad", "None"))
     return shown
 
 

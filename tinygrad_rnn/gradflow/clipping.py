@@ -20,7 +20,7 @@ import numpy as np
 from ..nn.forward_recurrence import forward_recurrence, unroll_steps
 from ..optim import clip_grad_norm_, clip_grad_value_
 from ..tensor import Tensor, grad
-from .norms import last_output_loss
+from .norms import time_major_loss
 from .common import array_or_zeros, initial_state, parameter_names, scalar_loss
 
 __all__ = ["CLIPPINGS", "ClippingComparison", "compare_clipping", "cosine"]
@@ -50,12 +50,14 @@ class ClippingComparison:
     changed: dict
 
 
-def compare_clipping(module, x, threshold=1.0, methods=("norm", "value"), loss_fn=last_output_loss, state=None):
+def compare_clipping(module, x, threshold=1.0, methods=("norm", "value"), loss_fn=None, state=None):
     """∂L/∂W for every parameter, clipped each way in ``methods`` at ``threshold``: a ``ClippingComparison``.
 
-    module, x, loss_fn, state as ``hidden_grad_norms``; threshold > 0; methods: some of "norm",
-    "value". The gradient comes from ``tr.grad``, so nothing's ``.grad`` is touched; the clipping
-    is ``tr.optim.clip_grad_norm_`` / ``clip_grad_value_``, run on copies.
+    module, x, loss_fn, state as ``hidden_grad_norms``: loss_fn(outputs) receives the outputs exactly as
+    the layer returns them ((T, N, H'), (N, T, H') batch_first, (T, H') unbatched), None (default) is
+    the last step's output · v; threshold > 0; methods: some of "norm", "value". The gradient comes
+    from ``tr.grad``, so nothing's ``.grad`` is touched; the clipping is ``tr.optim.clip_grad_norm_`` /
+    ``clip_grad_value_``, run on copies.
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) \
             or not np.isfinite(threshold) or threshold <= 0:
@@ -64,12 +66,13 @@ def compare_clipping(module, x, threshold=1.0, methods=("norm", "value"), loss_f
     unknown = [m for m in methods if m not in CLIPPINGS]
     if unknown or not methods:
         raise ValueError(f"methods must be some of {list(CLIPPINGS)}, got {list(methods)}")
-    cell, xs, _ = forward_recurrence(module, x, "compare_clipping")
+    cell, xs, layout = forward_recurrence(module, x, "compare_clipping")
+    loss = time_major_loss(loss_fn, layout, "compare_clipping")
     outputs = unroll_steps(cell, xs, initial_state(cell, xs, state)).outputs
     names = parameter_names(module)
     params = [p for p in cell.parameters() if p.requires_grad]
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, as an error
-        found = grad(scalar_loss(loss_fn, outputs), params, allow_unused=True)
+        found = grad(scalar_loss(loss, outputs), params, allow_unused=True)
     gradient = {names[p]: array_or_zeros(g, p) for p, g in zip(params, found)}
     whole = _flat(gradient)
     if not np.all(np.isfinite(whole)):

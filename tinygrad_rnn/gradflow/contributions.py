@@ -36,7 +36,7 @@ __all__ = ["ContributionMatrix", "contribution_matrix", "every_step_loss", "long
 
 def every_step_loss(output_t, t):
     """L_t = Σ_n output_t[n] · v, v = (1, ..., 1)/√H: the step-t loss of the default many-to-many
-    loss; output_t (N, H) -> a scalar (the same for every t)."""
+    loss; output_t (N, H), or (H,) for an unbatched input, -> a scalar (the same for every t)."""
     return (output_t * unit_readout(output_t.shape[-1], output_t.dtype)).sum()
 
 
@@ -68,14 +68,17 @@ def contribution_matrix(module, x, param="weight_hh", step_loss=every_step_loss,
 
     module, x, state as ``hidden_grad_norms`` (any batch; the losses sum over it). param: the
     parameter's name in the module (``weight_hh_l0``) or in its cell (``weight_hh``); it must
-    require grad. step_loss(output_t (N, H') Tensor, t) -> a one-element Tensor. Nothing's
+    require grad. step_loss(output_t, t) -> a one-element Tensor, output_t step t's output as the layer
+    returns it: (N, H') in every layout (batch_first too), (H',) for an unbatched x (T, D). Nothing's
     ``.grad`` is touched. Raises if a row's contributions do not add up to its ∂L_t/∂W.
     """
     cell, xs, _ = forward_recurrence(module, x, "contribution_matrix")
     weight, name = _parameter(module, cell, param)
     advance, aliases = per_step_parameter_aliases(cell)
     states = unroll_steps(cell, xs, initial_state(cell, xs, state), advance).states
-    losses = [scalar_loss(lambda output: step_loss(output, t), cell.output(s), "step_loss")
+    # an unbatched x (T, D) runs as a batch of one; the layer returns its step outputs as (H',)
+    as_returned = (lambda output: output.reshape(output.shape[1:])) if x.ndim == 2 else (lambda output: output)
+    losses = [scalar_loss(lambda output: step_loss(as_returned(output), t), cell.output(s), "step_loss")
               for t, s in enumerate(states)]
     reached = [loss for loss in losses if loss.requires_grad]
     (total,) = grad(sum(reached[1:], reached[0]), weight, allow_unused=True) if reached else (None,)

@@ -58,11 +58,13 @@ def _build(cells, seq_len, hidden, input_size, batch, seed, nonlinearity, init_n
     _check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
     _check_choice("init", init_name, INITS)
     _check_choice("dtype", dtype, ("float32", "float64"))
-    scale, forget_bias = check_real("demo_models", "scale", scale), check_real("demo_models", "forget_bias",
-                                                                             forget_bias, low=-np.inf)
-    if scale == 0 or (init_name == "default" and scale != 1.0):
-        raise ValueError(f"scale must be > 0 and goes with init identity or orthogonal, got scale={scale} with "
-                         f"init {init_name}")
+    scale = check_real("demo_models", "scale", scale, low=-np.inf)  # any finite number: its range is checked next
+    forget_bias = check_real("demo_models", "forget_bias", forget_bias, low=-np.inf)
+    if scale <= 0:
+        raise ValueError(f"demo_models: scale must be a finite number > 0, got {scale}")
+    if init_name == "default" and scale != 1.0:
+        raise ValueError(f"scale goes with init identity or orthogonal (the default init has none), got "
+                         f"scale={scale} with init {init_name}")
     if forget_bias != 0.0 and "lstm" not in cells:
         raise ValueError(f"forget_bias is the LSTM's forget-gate bias, but the cells are {list(cells)}")
     if nonlinearity != "tanh" and "rnn" not in cells:

@@ -1,10 +1,11 @@
 """Jacobians through time: why gradients vanish or explode, as matrices.
 
 One sequence x_0..x_{T-1} through a single-layer recurrent layer, s_t = cell(x_t, s_{t-1}) for
-t = 0..T-1 from the initial state s_{-1}. The state s is a column vector of size S: the state
-itself (S = H), or for a tuple state the concatenation of its parts, each flattened, in order:
-for the LSTM s = (h, c), S = 2H. Jacobians are written with rows for outputs and columns for
-inputs, J[i, j] = ∂out_i/∂in_j:
+t = 0..T-1 from the initial state s_{-1}. The state s is a row vector of size S (as in docs/bptt.md
+and the code: one sequence is one row): the state itself (S = H), or for a tuple state the
+concatenation of its parts, each flattened, in order: for the LSTM s = (h, c), S = 2H. Jacobians
+have a row per output and a column per input, J[i, j] = ∂out_i/∂in_j (the same matrices however
+vectors are written; a gradient row g goes back through one as g J):
 
     steps[t]        = J_t = ∂s_t/∂s_{t-1}                   (S, S), J_0 w.r.t. the initial state
     through_time[t] = ∂s_{T-1}/∂s_t = J_{T-1} ⋯ J_{t+1}     (S, S), the identity for t = T-1
@@ -18,9 +19,10 @@ left-singular vector: the measured norm falls far below the bound when the direc
 
 Computed by the engine in reverse mode, all S rows of a Jacobian in one backward walk: the
 sequence is replicated S times along the batch axis and row n's final state is seeded with the
-basis vector e_n, so the gradient the walk hands s_t in row n is e_n^T ∂s_{T-1}/∂s_t, row n of
-the Jacobian (a hook on each step's state records it). The step Jacobians likewise come from
-one cell call on all T·S rows (s_{t-1} and x_t repeated S times for each t) and one walk.
+basis row e_n, so the gradient the walk hands s_t in row n is e_n ∂s_{T-1}/∂s_t, row n of the
+Jacobian (a hook on each step's state records it). The step Jacobians likewise come from one
+cell call on all T·S rows (s_{t-1} and x_t repeated S times for each t) and a second walk; a
+plain forward of the one sequence first gives the states s_{t-1} that call starts from.
 """
 from dataclasses import dataclass
 
@@ -67,9 +69,10 @@ def jacobians(layer, x, state=None):
     over any cell, or a cell itself. x: one sequence, unbatched (T, D) or with a batch of one,
     (T, 1, D) ((1, T, D) if the layer is batch_first), a Tensor or ndarray. state: the initial
     state as the cell takes it, each part (1, H) (or (H,)); default the cell's ``init_state``.
-    Nothing's ``.grad`` is touched. Cost: one forward and one backward of the sequence with a batch
-    of S, and one step with a batch of T·S. A Jacobian that overflows the dtype is a ValueError
-    naming the step.
+    Nothing's ``.grad`` is touched. Cost: three forwards and two backward walks: a forward of the
+    sequence (its states), a forward and a walk of the sequence with a batch of S, and one step
+    with a batch of T·S and its walk. A Jacobian that overflows the dtype is a ValueError naming
+    the step.
     """
     cell, xs, _ = forward_recurrence(layer, x, "jacobians")
     if xs.shape[1] != 1:

@@ -12,23 +12,26 @@ from ..bptt.crosscheck import reference_of
 from ..bptt.sequence import sequence_backward, sequence_forward
 from ..nn.forward_recurrence import forward_recurrence
 from ..tensor import Tensor, grad
-from .norms import WeightGradContributions, last_output_loss
+from .norms import WeightGradContributions, time_major_loss
 from .common import array_or_zeros, initial_state, parameter_names, scalar_loss
 
 __all__ = ["reference_hidden_grad_norms", "reference_weight_grad_contributions"]
 
 
-def reference_hidden_grad_norms(module, x, loss_fn=last_output_loss, state=None):
-    """``hidden_grad_norms`` from the hand-derived reference (bptt/): ‖dh[t]‖ of backward(per_step=True)."""
-    cell, xs, _ = forward_recurrence(module, x, "reference_hidden_grad_norms")
-    grads = _reference_grads(cell, xs, state, loss_fn)
+def reference_hidden_grad_norms(module, x, loss_fn=None, state=None):
+    """``hidden_grad_norms`` from the hand-derived reference (bptt/): ‖dh[t]‖ of backward(per_step=True).
+    Arguments as there: loss_fn receives the outputs as the layer returns them (None: the last step's · v)."""
+    cell, xs, layout = forward_recurrence(module, x, "reference_hidden_grad_norms")
+    grads = _reference_grads(cell, xs, state, time_major_loss(loss_fn, layout, "reference_hidden_grad_norms"))
     return np.linalg.norm(grads.dh.reshape(len(grads.dh), -1).astype(np.float64), axis=1)
 
 
-def reference_weight_grad_contributions(module, x, loss_fn=last_output_loss, state=None):
-    """``weight_grad_contributions`` from the hand-derived reference: its dparams_per_step and dparams."""
-    cell, xs, _ = forward_recurrence(module, x, "reference_weight_grad_contributions")
-    grads = _reference_grads(cell, xs, state, loss_fn)
+def reference_weight_grad_contributions(module, x, loss_fn=None, state=None):
+    """``weight_grad_contributions`` from the hand-derived reference: its dparams_per_step and dparams.
+    Arguments as there: loss_fn receives the outputs as the layer returns them (None: the last step's · v)."""
+    cell, xs, layout = forward_recurrence(module, x, "reference_weight_grad_contributions")
+    grads = _reference_grads(cell, xs, state,
+                             time_major_loss(loss_fn, layout, "reference_weight_grad_contributions"))
     names = parameter_names(module)
     per_step, total = {}, {}
     for key, shares in grads.dparams_per_step.items():
@@ -39,7 +42,8 @@ def reference_weight_grad_contributions(module, x, loss_fn=last_output_loss, sta
 
 
 def _reference_grads(cell, xs, state, loss_fn):
-    """The reference's BPTTGrads (per_step) for the cell's weights, xs (T, N, D) and the loss."""
+    """The reference's BPTTGrads (per_step) for the cell's weights, xs (T, N, D) and the loss, a function of
+    the time-major outputs (T, N, H) (``time_major_loss``)."""
     reference = reference_of(cell)
     if reference is None:
         raise TypeError(f"{type(cell).__name__} has no hand-derived reference (only RNNCell, LSTMCell and "
