@@ -59,8 +59,9 @@ __all__ = ["main", "build_parser", "Subcommand", "SUBCOMMANDS"]
 
 PROG = "tinygrad-rnn"
 DEFAULT_CHECKPOINT = os.path.join("checkpoints", "char_lm.npz")
-# the default model and windows of `train`: on the built-in corpus, 1500 steps (about two minutes on
-# 2 cores) reach 1.75 nats/char on validation against 3.30 for the unigram baseline, with readable samples
+# the default model and windows of `train`: on the built-in corpus, 1500 steps (the README gives their time on
+# 2 cores, quiet and busy) reach 1.75 nats/char on validation against 3.30 for the unigram baseline, with readable
+# samples
 TRAIN_DEFAULTS = {"cell": "lstm", "hidden": 256, "layers": 1, "dropout": 0.25, "seq_len": 64, "batch_size": 32}
 
 

@@ -36,6 +36,7 @@ from .models import (CharLM, SentimentClassifier, default_prime, detach_state, e
                      positive_int)
 from .random import manual_seed
 from .tensor import Tensor, no_grad
+from .threads import BlasThreads, parse_threads
 
 __all__ = ["TrainingDiverged", "TrainingInterrupted", "TrainResult", "OPTIMIZERS", "evaluate_char_lm", "train_char_lm",
            "train_sentiment", "sentiment_accuracy"]
@@ -98,7 +99,7 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
                   optimizer="adam", cell="lstm", hidden_size=128, embedding_dim=None, num_layers=1, dropout=0.0,
                   val_fraction=0.1, eval_every=200, log_every=50, sample_every=None, sample_length=200,
                   temperature=0.8, checkpoint=None, resume=False, overwrite=False, log=print, progress=True,
-                  seed=0):
+                  seed=0, threads="auto"):
     """Train a ``CharLM`` on ``text`` by truncated BPTT (see the module docstring); a TrainResult.
 
     Length: ``steps`` optimizer updates in all (a resumed run continues up to that total), or
@@ -114,6 +115,11 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
     if tqdm is installed and ``progress`` is set and ``log`` is print, else a line through
     ``log``. Every ``sample_every`` steps and at the end (if set): a sample of ``sample_length``
     characters at ``temperature``.
+
+    ``threads``: NumPy's BLAS threads during the steps, ``"auto"`` (1 or the count BLAS started
+    with, whichever gives faster steps, re-measured as the run goes: ``tinygrad_rnn.threads``) or
+    a fixed count; BLAS gets its own count back when the run ends. Needs threadpoolctl; without it
+    the threads are left alone and the log says so.
 
     ``resume``: start from ``checkpoint`` (its weights, vocabulary, optimizer state, step and
     carried state; the model arguments must describe the same shape, and the ``lr`` given now
@@ -142,6 +148,7 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
         raise ValueError(f"clip (the largest gradient norm) must be a positive number, got {clip!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    parse_threads(threads)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the checkpoint path to resume from")
     if not isinstance(text, str) or len(text) < 2:
@@ -186,6 +193,8 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
     batches = itertools.islice(stream_batches(train_ids, batch_size, seq_len), position, None)
     progress_meter = _Progress(log, total_steps, step, log_every, progress and log is print)
     log = progress_meter.log
+    blas_threads = BlasThreads(threads, log=log)
+    log(blas_threads.describe())
     checkpoints = _Checkpoints(checkpoint, step if saved else None)
     history, train_loss, val_loss = [], math.nan, math.nan
     updating = False  # True while the parameters and optimizer state are between step and step + 1
@@ -203,12 +212,14 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
                 batches = stream_batches(train_ids, batch_size, seq_len)
             inputs, targets = next(batches)
             manual_seed(_step_seed(seed, step + 1))  # step + 1's dropout, the same after a resume
-            train_loss, new_state = _gradients(model, opt, params, inputs, targets, state, clip, step + 1, checkpoints)
-            with _ctrl_c_deferred():
-                updating = True
-                opt.step()
-                step, state, position = step + 1, new_state, (position + 1) % windows
-                updating = False
+            with blas_threads.step():
+                train_loss, new_state = _gradients(model, opt, params, inputs, targets, state, clip, step + 1,
+                                                   checkpoints)
+                with _ctrl_c_deferred():
+                    updating = True
+                    opt.step()
+                    step, state, position = step + 1, new_state, (position + 1) % windows
+                    updating = False
             progress_meter.update(step, train_loss, inputs.size)
             if step % eval_every == 0 or step == total_steps:
                 val_loss = evaluate_char_lm(model, val_ids, batch_size, seq_len)
@@ -227,6 +238,7 @@ def train_char_lm(text, *, steps=None, epochs=None, seq_len=64, batch_size=32, l
         raise checkpoints.interrupted(step, updating) from None
     finally:
         progress_meter.close()
+        blas_threads.close()
     if not history:
         val_loss = evaluate_char_lm(model, val_ids, batch_size, seq_len)
         best = min(best, val_loss)
