@@ -827,3 +827,85 @@ def test_torchs_padding_id_without_ignore_index_is_refused_with_the_way_out(loss
         loss(logits, np.array([0, -100]))
     with pytest.raises(IndexError, match=r"holds 7, which is not a class id in \[0, 3\): C = 3$"):
         loss(logits, np.array([0, 7]))
+
+
+# ===================================================================== spellings whose meanings differ, found in review
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin"])
+def test_an_empty_dim_is_refused_as_torch_reduces_every_axis_for_it(name):
+    """torch reads dim=() as every axis, NumPy's axis=() as none: the PyTorch spelling is an error, NumPy's
+    keyword keeps NumPy's meaning (the tensor unchanged)."""
+    x = leaf(np.array([[1.0, 3.0], [2.0, 5.0]]))
+    for call in (lambda: getattr(x, name)(dim=()), lambda: getattr(x, name)(dim=[]), lambda: getattr(x, name)(())):
+        with pytest.raises(ValueError, match=esc(f"{name}: dim=") + r".* reduces every axis in PyTorch but none"):
+            call()
+    assert np.array_equal(getattr(x, name)(axis=()).numpy(), x.data)
+    torch = need_torch()
+    assert getattr(torch.tensor(x.data), name)(dim=()).shape == ()  # why: torch reduces them all
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_a_mean_loss_with_every_target_ignored_is_nan_with_zero_gradients(smoothing):
+    """As torch: the loss is NaN, but no NaN reaches the gradients (an all-padding batch must not poison a model)."""
+    logits = leaf(np.array([[0.5, -1.0, 2.0], [1.0, 0.0, -3.0]]))
+    targets = np.array([-100, -100])
+    for loss in (F.cross_entropy(logits, targets, ignore_index=-100, label_smoothing=smoothing),
+                 F.nll_loss(F.log_softmax(logits), targets, ignore_index=-100)):
+        logits.grad = None
+        loss.backward()
+        assert np.isnan(loss.item()) and np.array_equal(logits.grad, np.zeros((2, 3)))
+    torch = need_torch()
+    theirs = torch.tensor(logits.data, requires_grad=True)
+    torch.nn.functional.cross_entropy(theirs, torch.tensor(targets), label_smoothing=smoothing).backward()
+    assert np.array_equal(theirs.grad.numpy(), np.zeros((2, 3)))
+
+
+def test_masked_fill_keeps_the_dtype_and_refuses_a_value_it_cannot_hold():
+    ids = tr.tensor([[1, 2, 3]])
+    filled = ids.masked_fill(np.array([True, False, True]), 0)
+    assert filled.dtype == np.int64 and filled.tolist() == [[0, 2, 0]]
+    assert ids.masked_fill(np.array([False, True, False]), 7.0).tolist() == [[1, 7, 3]]
+    with pytest.raises(ValueError, match=esc("masked_fill: value float 2.5 does not fit a tensor of dtype int64")):
+        ids.masked_fill(np.array([True, False, True]), 2.5)  # torch would write 2
+    for too_big in (np.nan, 2**70):
+        with pytest.raises(ValueError, match="does not fit a tensor of dtype int64"):
+            ids.masked_fill(np.array([True, False, True]), too_big)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=esc("masked_fill: value float 1e+40 does not fit a tensor of dtype float32")):
+            tr.zeros(2).masked_fill(np.array([True, False]), 1e40)
+        with pytest.raises(ValueError, match=esc("clamp: max float 1e+40 does not fit a tensor of dtype float32")):
+            tr.zeros(2).clamp(max=1e40)
+        assert tr.zeros(2, dtype=tr.float64).clamp(max=1e40).tolist() == [0.0, 0.0]
+
+
+def test_casts_and_constructors_refuse_values_they_cannot_hold_without_warnings(restore_default_dtype):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for bad in (np.nan, np.inf, 1e30):
+            with pytest.raises(ValueError, match="to: a tensor of dtype float64 holds values .* no int64 value"):
+                tr.tensor(np.array([1.0, bad])).long()
+        with pytest.raises(ValueError, match=esc(
+                "tensor: list [1.0, 1e+40] holds numbers beyond the range of float32;")):
+            tr.tensor([1.0, 1e40])  # torch gives inf
+        with pytest.raises(ValueError, match="beyond the range of float32"):
+            tr.tensor(np.array([1e40]), dtype=tr.float32)
+        with pytest.raises(ValueError, match="do not fit in int64"):
+            tr.tensor([1, -2**63 - 1])
+        assert tr.tensor([1e40], dtype=tr.float64).tolist() == [1e40] and np.isinf(tr.tensor(np.inf).item())
+
+
+def test_tensor_keeps_the_dtype_of_numpy_numbers_in_a_list(restore_default_dtype):
+    """[np.float64(x), ...] (e.g. losses gathered from NumPy) stays float64, as torch, not the default float32:
+    each number counts with its dtype (a Python float the default one), a floating dtype beats the integers."""
+    cases = [([np.float64(0.1), 2.0], np.float64), ([np.float32(1)], np.float32), ([np.float16(1)], np.float16),
+             ([np.float16(1), 2.0], np.float32), ([np.int32(1)], np.int32), ([np.int32(1), 2], np.int64),
+             ([np.int8(1), 2.5], np.float32), ([[np.float64(1)], [2.0]], np.float64), ([1.0, 2.0], np.float32),
+             ([tr.tensor(1.0, dtype=tr.float64), 2.0], np.float64), ([np.float64(1), np.float32(2)], np.float64)]
+    for data, dtype in cases:
+        made = tr.tensor(data)
+        assert made.dtype == dtype, (data, made.dtype)
+        assert made.tolist() == np.array(data, dtype=dtype).tolist()
+    assert tr.tensor([np.float64(0.1)]).item() == 0.1  # not rounded through float32
+    torch = need_torch()
+    for data, _ in cases[:-2]:
+        assert str(tr.tensor(data).dtype) == str(torch.tensor(data).dtype).removeprefix("torch."), data

@@ -6,6 +6,7 @@ what came: TypeError for a value of the wrong kind, ValueError for a value out o
 is coerced: a float is not an int, a bool is not a number, an int is not a bool.
 """
 import functools
+import inspect
 import math
 import numbers
 
@@ -13,8 +14,8 @@ import numpy as np
 
 from .tensor import Tensor, get_default_dtype
 
-__all__ = ["AxisOutOfRangeError", "IdOutOfRangeError", "describe", "is_int", "check_int", "check_real", "check_bool", "check_callable",
-           "check_float_dtype", "check_tensor_input", "axis_or_dim"]
+__all__ = ["AxisOutOfRangeError", "IdOutOfRangeError", "describe", "is_int", "check_int", "check_real", "check_bool",
+           "check_callable", "check_float_dtype", "check_tensor_input", "axis_or_dim"]
 
 
 class IdOutOfRangeError(IndexError, ValueError):
@@ -104,7 +105,11 @@ def check_tensor_input(who, name, x, dtype):
 
 def axis_or_dim(function):
     """``function`` (keywords ``axis`` and ``keepdims``, as NumPy's) taking PyTorch's ``dim`` and ``keepdim``
-    as well. One argument given in both spellings is an error, never a choice between the two values."""
+    as well. One argument given in both spellings is an error, never a choice between the two values.
+    An empty ``dim`` (``dim=()``, or ``()`` given positionally) is an error too: PyTorch reduces every axis
+    for it, NumPy none; ``axis=()``, NumPy's keyword, keeps NumPy's meaning."""
+    axis_is_second = list(inspect.signature(function).parameters)[1:2] == ["axis"]
+
     @functools.wraps(function)
     def either_spelling(*args, **kwargs):
         for pytorch_name, numpy_name in (("dim", "axis"), ("keepdim", "keepdims")):
@@ -112,6 +117,19 @@ def axis_or_dim(function):
                 if numpy_name in kwargs:
                     raise TypeError(f"{function.__name__}: got both {numpy_name}= (NumPy's name) and {pytorch_name}= "
                                     f"(PyTorch's name) for the same argument; give one")
+                if pytorch_name == "dim" and _is_empty_sequence(kwargs[pytorch_name]):
+                    _refuse_empty_dim(function.__name__, kwargs[pytorch_name])
                 kwargs[numpy_name] = kwargs.pop(pytorch_name)
+        if axis_is_second and len(args) > 1 and _is_empty_sequence(args[1]):
+            _refuse_empty_dim(function.__name__, args[1])
         return function(*args, **kwargs)
     return either_spelling
+
+
+def _is_empty_sequence(value):
+    return isinstance(value, (tuple, list)) and not value
+
+
+def _refuse_empty_dim(who, dim):
+    raise ValueError(f"{who}: dim={dim!r} reduces every axis in PyTorch but none in NumPy; write dim=None to "
+                     f"reduce them all, or axis={dim!r} (NumPy's keyword) to reduce none")

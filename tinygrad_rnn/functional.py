@@ -228,14 +228,15 @@ def _check_target(function, input, target):
 
 
 def _reduced(losses, reduction, count, shape=None):
-    """``losses`` (in ``shape`` if given) for "none", their sum for "sum", the sum / ``count`` for "mean"
-    (NaN, as PyTorch, when nothing was counted)."""
+    """``losses`` (in ``shape`` if given) for "none", their sum for "sum", the sum / ``count`` for "mean".
+    When nothing was counted (every target ignored), the mean is NaN with a zero gradient, as PyTorch's:
+    the NaN is added as a constant, so no NaN reaches the parameters' gradients."""
     if reduction == "none":
         return losses if shape is None else losses.reshape(shape)
     total = losses.sum()
     if reduction == "sum":
         return total
-    return total / count if count else total * float("nan")
+    return total / count if count else total * 0.0 + float("nan")
 
 
 def _check_reduction(reduction, function):

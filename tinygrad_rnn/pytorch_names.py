@@ -10,8 +10,8 @@ The rule where NumPy and PyTorch spell one thing two ways: PyTorch's meaning win
 never a silent third meaning. So ``x.size`` is PyTorch's method (NumPy's attribute is ``x.numel()``),
 ``x.squeeze(d)`` leaves an axis whose length is not 1 alone (NumPy raises), ``x.flatten(1)`` flattens from
 axis 1 (NumPy's argument is the memory order), ``tr.tensor([1, 2])`` is int64 (``Tensor([1, 2])`` takes the
-default dtype), ``tr.arange(5, 0)`` is an error (NumPy gives an empty array), and giving one argument as both
-``axis=`` and ``dim=`` is an error.
+default dtype), ``tr.arange(5, 0)`` is an error (NumPy gives an empty array), ``x.sum(dim=())`` is an error
+(PyTorch reduces every axis, NumPy none), and giving one argument as both ``axis=`` and ``dim=`` is an error.
 """
 import collections
 import math
@@ -124,18 +124,28 @@ def _scalar(x, python_type):
 
 def to(x, dtype):
     """``x`` in ``dtype`` (see ``as_dtype``; a Tensor: its dtype), or ``x`` itself if it has it already, as
-    PyTorch. The device 'cpu' is accepted and changes nothing; the gradient is cast back to ``x``'s dtype."""
+    PyTorch. The device 'cpu' is accepted and changes nothing; the gradient is cast back to ``x``'s dtype.
+    NaN, inf or a value beyond the range of an integer ``dtype`` is an error (NumPy warns, torch gives garbage)."""
     if isinstance(dtype, Tensor):
         dtype = dtype.dtype
     elif str(dtype) == "cpu":  # the string or torch.device("cpu"): the only device there is
         return x
     dtype = as_dtype("to", dtype)
-    return x if dtype == x.dtype else x.astype(dtype)
+    if dtype == x.dtype:
+        return x
+    try:
+        with np.errstate(invalid="raise", over="raise"):  # NaN, inf or a value beyond dtype's range
+            return x.astype(dtype)
+    except FloatingPointError:
+        raise ValueError(f"to: a tensor of dtype {x.dtype} holds values (NaN, inf or beyond the range) that "
+                         f"have no {dtype} value") from None
 
 
 def masked_fill(x, mask, value):
     """``value`` where ``mask`` is True, else ``x`` (as ``torch.Tensor.masked_fill``): d/dx = not mask, and
-    d/dvalue = the number of places filled for a 0-d Tensor value. mask: bool, broadcasts to ``x``'s shape."""
+    d/dvalue = the number of places filled for a 0-d Tensor value. mask: bool, broadcasts to ``x``'s shape.
+    The result keeps ``x``'s dtype: a number ``value`` must be exact in it (2.5 into an int64 tensor, or
+    1e40 into a float32 one, is an error; torch would truncate or raise)."""
     mask = mask if isinstance(mask, Tensor) else np.asarray(mask)
     if mask.dtype != bool:
         raise TypeError(f"masked_fill: mask must be boolean, got dtype {mask.dtype}")
@@ -147,7 +157,27 @@ def masked_fill(x, mask, value):
         raise ValueError(f"masked_fill: mask of shape {mask.shape} does not broadcast to the tensor's shape {x.shape}")
     if isinstance(value, Tensor) and value.ndim:
         raise ValueError(f"masked_fill: value must be a number or a 0-d Tensor, got shape {value.shape}")
+    if not isinstance(value, Tensor):
+        value = _number_in("masked_fill", "value", value, x.dtype)
     return ops.where(mask, value, x)
+
+
+def _number_in(who, name, value, dtype):
+    """The number ``value`` (the argument ``name``) as a 0-d array of ``dtype``, or a clear error where that would
+    change it: a fraction or an out-of-range integer for an integer dtype, a finite number beyond a float dtype's
+    range (NumPy would warn and give inf)."""
+    if isinstance(value, (bool, np.bool_)) and dtype != bool or not isinstance(value, (numbers.Real, np.bool_)):
+        raise TypeError(f"{who}: {name} must be a number, got {describe(value)}")
+    try:
+        with np.errstate(all="ignore"):  # the check below names what went wrong
+            converted = np.array(value, dtype=dtype)
+        fits = converted == value if dtype.kind in "iub" else not np.isinf(converted) or math.isinf(value)
+    except (OverflowError, ValueError):  # a Python int beyond int64 (or every float), NaN for an integer dtype
+        fits = False
+    if not fits:
+        raise ValueError(f"{who}: {name} {describe(value)} does not fit a tensor of dtype {dtype} without changing; "
+                         f"convert the tensor first (e.g. x.to(tr.float64))")
+    return converted
 
 
 # ===================================================================== reductions
@@ -207,33 +237,75 @@ def clamp(x, min=None, max=None):
             raise TypeError(f"clamp: {name} must be a number or None, got {describe(bound)}")
     if min is None and max is None:
         raise ValueError("clamp: give min, max or both")
+    for name, bound in (("min", min), ("max", max)):
+        if bound is not None and x.dtype.kind == "f":  # beyond the dtype's range NumPy's cast would overflow
+            _number_in("clamp", name, bound, x.dtype)
     return ops.clip(x, min, max)
 
 
 def clamp_min(x, min):
+    """max(x, min), as ``torch.clamp_min``."""
     return clamp(x, min, None)
 
 
 def clamp_max(x, max):
+    """min(x, max), as ``torch.clamp_max``."""
     return clamp(x, None, max)
 
 
 # ===================================================================== constructors
 def tensor(data, dtype=None, requires_grad=False):
-    """A new Tensor holding a copy of ``data``, as ``torch.tensor``: Python floats take the default dtype,
-    Python ints int64 and bools bool (``Tensor(data)`` gives numbers the default dtype); an ndarray or NumPy
-    number keeps its dtype; ``dtype`` (see ``as_dtype``) overrides."""
+    """A new Tensor holding a copy of ``data``, as ``torch.tensor``. Without ``dtype`` (see ``as_dtype``), each
+    number counts with a dtype: a Python float the default dtype, a Python int int64, a bool bool, a NumPy
+    number, ndarray or Tensor its own; the result has their promotion, a floating one winning over the
+    integers (``[1, 2.5]`` is float32, ``[np.float64(1), 2.0]`` float64). ``Tensor(data)`` instead gives
+    Python numbers the default dtype. Numbers beyond the result's range are an error, not inf."""
     if isinstance(data, Tensor):
         raise TypeError("tensor(data) got a Tensor; for a copy write x.clone().detach() (as PyTorch advises)")
+    if dtype is not None:
+        dtype = as_dtype("tensor", dtype)
+    elif not isinstance(data, (np.ndarray, np.generic)):
+        dtype = _promoted(data)
     try:
-        array = np.array(data, dtype=None if dtype is None else as_dtype("tensor", dtype))
+        with np.errstate(over="raise"):  # 1e40 in float32
+            array = np.array(data, dtype=dtype)
+    except FloatingPointError:
+        raise ValueError(f"tensor: {describe(data)} holds numbers beyond the range of {dtype}; "
+                         f"give dtype=tr.float64") from None
+    except OverflowError:
+        raise ValueError(f"tensor: the integers in {describe(data)} do not fit in {dtype}") from None
     except (TypeError, ValueError) as error:
         raise TypeError(f"tensor: cannot make a tensor from {describe(data)}: {error}") from None
-    if dtype is None and not isinstance(data, (np.ndarray, np.generic)):
-        if array.dtype.kind == "u":  # NumPy's dtype for Python ints beyond int64
-            raise ValueError(f"tensor: the integers in {describe(data)} do not fit in int64")
-        array = array.astype({"f": get_default_dtype(), "i": np.int64}.get(array.dtype.kind, array.dtype))
     return Tensor(array, requires_grad=requires_grad)
+
+
+def _promoted(data):
+    """torch.tensor's dtype for the numbers in ``data`` (see ``tensor``); None (NumPy decides) if it holds none."""
+    found = set()
+    _add_dtypes(data, found)
+    floating = [dtype for dtype in found if dtype.kind == "f"]
+    return np.result_type(*floating) if floating else np.result_type(*found) if found else None
+
+
+def _add_dtypes(data, found):
+    """Add to ``found`` the dtype of each number in ``data`` (nested lists and tuples), as ``tensor`` counts it."""
+    if isinstance(data, (list, tuple)):
+        if not data:
+            found.add(get_default_dtype())  # torch.tensor([]) is float
+        types = set(map(type, data))  # Python numbers by their type at once: a list of 10^6 floats stays fast
+        for python_type in types & {bool, int, float}:
+            _add_dtypes(python_type(), found)
+        for item in data if types - {bool, int, float} else ():
+            if type(item) not in (bool, int, float):
+                _add_dtypes(item, found)
+    elif isinstance(data, (np.ndarray, np.generic, Tensor)):
+        found.add(data.dtype)
+    elif isinstance(data, bool):
+        found.add(np.dtype(bool))
+    elif isinstance(data, numbers.Integral):
+        found.add(np.dtype(np.int64))
+    elif isinstance(data, numbers.Real):
+        found.add(get_default_dtype())
 
 
 def _shape(who, size):
