@@ -264,6 +264,10 @@ OP_STEPS = {
                                + x.transpose(0, 1).T + x.astype(np.float32).astype(np.float64)),
     "indexing": lambda x, h, w: (tr.stack([x[:, 0], h[:, 1]], axis=1).sum(axis=1, keepdims=True) * h[:, [3, 1, 1, 0]]
                                  + tr.concat([x[:, :2], h[:, 2:]], axis=1) + x[np.array([True, False] * 2)][:1]),
+    "negative_steps": lambda x, h, w: (x[:, ::-1] * h[::-1] + x[3:0:-2, -1::-3].sum() + h[:, 2::-1][:, :1]
+                                       + x[::-1, np.array([0, 3])][:, ::-2]),
+    "integers": lambda x, h, w: (h + ((x > 0).astype(np.int64).sum(axis=1, keepdims=True) + 1) / 7 * x
+                                 + (x > h).astype(np.int64)[:, :3].mean(axis=1, keepdims=True) * h),
     "comparisons": lambda x, h, w: (tr.where(x < h, x, h) + tr.where(x >= w[0], h, 0.0) + tr.where(x != h, h, x)
                                     + tr.where(x <= h, h, x.detach()) + tr.where(x > 0, x, 1.0)
                                     + tr.where(x == h, x, h)),
@@ -276,6 +280,91 @@ def test_each_op_equals_ours(name):
     theirs = to_torch(ours)
     rng = np.random.default_rng(13)
     compare(ours, theirs, lambda module, leaves, lib: module(*leaves), [rng.normal(size=(4, 4)) for _ in range(2)])
+
+
+class ModeCell(nn.Cell):
+    """A step that depends on the training mode (a deterministic zoneout), x (N, H), h (N, H):
+
+        h' = k h + (1 - k) tanh(h W + x),    k = 0.3 while training, 0.7 in eval mode
+    """
+
+    def __init__(self, hidden_size=4):
+        super().__init__()
+        self.input_size = self.hidden_size = hidden_size
+        self.weight = nn.Parameter(np.random.default_rng(3).uniform(-1, 1, (hidden_size, hidden_size)))
+
+    def forward(self, x, h):
+        keep = 0.3 if self.training else 0.7
+        return keep * h + (1 - keep) * (h @ self.weight + x).tanh()
+
+
+@pytest.mark.parametrize("make", [ModeCell, lambda: nn.Recurrent(ModeCell()), lambda: nn.StackedRecurrent(
+    lambda size, layer, k: ModeCell(), 4, 4, bidirectional=True)])
+def test_a_step_that_depends_on_the_mode_follows_the_exported_modules_mode(make):
+    ours = make()
+    theirs = to_torch(ours)
+    x = sequence(3, 2, 4, False) if not isinstance(ours, nn.Cell) else sequence(1, 2, 4, False)[0]
+    for training in (True, False, True):  # each mode recorded in its own mode, then kept
+        ours.train(training)
+        theirs.train(training)
+        compare(ours, theirs, lambda module, leaves, lib: module(leaves[0]), [x])
+    assert ours.training and all(module.training for module in ours.modules())  # our modes left as they were
+
+
+@pytest.mark.parametrize("make", [lambda: MinimalGatedUnit(3, 4, dtype=np.float64),
+                                  lambda: nn.Recurrent(MinimalGatedUnit(3, 4, dtype=np.float64)),
+                                  lambda: nn.StackedRecurrent(lambda size, layer, k: make_cell("mgu", size, 4), 3, 4)])
+def test_inputs_and_states_of_another_dtype_are_refused_as_ours(make):
+    ours = make()
+    theirs = to_torch(ours)
+    x = torch.from_numpy(sequence(5, 2, 3, False) if not isinstance(ours, nn.Cell) else np.ones((2, 3)))
+    with pytest.raises(TypeError, match="input has dtype torch.float32 but .* parameters have dtype torch.float64"):
+        theirs(x.float())
+    state = torch.zeros((2, 4) if not isinstance(ours, nn.StackedRecurrent) else (1, 2, 4), dtype=torch.float32)
+    with pytest.raises(TypeError, match="state part 0 has dtype torch.float32, expected torch.float64"):
+        theirs(x, state)
+    with pytest.raises(TypeError, match=r"recorded in float64.*to_torch\(model.float\(\)\)"):
+        theirs.float()(x.float())
+
+
+def test_a_subclass_with_its_own_forward_is_refused_and_one_without_exports():
+    class Doubled(nn.Recurrent):
+        def forward(self, x, state=None, lengths=None):
+            outputs, state = super().forward(x, state, lengths)
+            return outputs * 2, state
+
+    class Named(nn.LSTM):
+        """Nothing but a name of its own."""
+
+    with pytest.raises(ExportError, match="Doubled: it overrides forward of Recurrent"):
+        to_torch(Doubled(MinimalGatedUnit(3, 4, dtype=np.float64)))
+    ours = Named(2, 3, dtype=np.float64)
+    theirs = to_torch(ours)
+    assert isinstance(theirs, torch.nn.LSTM)
+    compare(ours, theirs, lambda module, leaves, lib: module(leaves[0], lengths=[4, 1, 2]), [sequence(4, 3, 2, False)])
+
+
+def test_a_parameter_shared_by_layers_stays_one_parameter():
+    """Cells that share a Parameter (one recurrent matrix tied across layers and directions): ours counts it
+    once and adds every use's gradient into it; so must the export, or training would untie it."""
+    shared = nn.Parameter(np.random.default_rng(4).uniform(-0.5, 0.5, (4, 4)))
+
+    def tied_cell(size, layer, direction):
+        cell = ModeCell()
+        cell.weight = shared
+        return cell
+    ours = nn.StackedRecurrent(tied_cell, 4, 4, num_layers=3)
+    theirs = to_torch(ours)
+    assert list(theirs.state_dict()) == list(ours.state_dict()) == ["weight_l0"]
+    compare(ours, theirs, lambda module, leaves, lib: module(leaves[0], lengths=[3, 1]), [sequence(3, 2, 4, False)])
+
+
+def test_bad_inputs_get_our_errors():
+    exported = to_torch(nn.Recurrent(MinimalGatedUnit(3, 4, dtype=np.float64)))
+    with pytest.raises(ValueError, match="no time steps"):
+        exported(torch.zeros(0, 2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"input must be \(N, D\) or \(D,\), got shape \(2, 2, 3\)"):
+        exported.cell(torch.zeros(2, 2, 3, dtype=torch.float64))
 
 
 def test_an_op_with_no_torch_counterpart_is_named():

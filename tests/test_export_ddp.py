@@ -1,12 +1,12 @@
 """An exported custom cell trains under DistributedDataParallel: two CPU processes (gloo, loopback only),
 each on half of every batch, end with the weights that a single process of ours reaches on the whole batch.
+The processes meet through a file (init_method file://), not a port picked in advance that another
+process on the machine could take before they bind it.
 
 DDP averages the two halves' gradients; with a loss that is a mean over the batch, that average is the
 whole batch's gradient, so plain SGD takes the same steps in both runs. The reference is our engine
 (tinygrad_rnn.optim.SGD on the original module), the DDP run torch's: weights agree to 1e-6 (float64).
 """
-import socket
-
 import numpy as np
 import pytest
 
@@ -54,16 +54,11 @@ def data():
     return rng.normal(size=(6, 8, 3)), rng.normal(size=(8, 4)), np.array([6, 3, 5, 6, 2, 4, 6, 1])
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def worker(rank, path):
-    """One DDP process: its half of the batch, STEPS steps of SGD; rank 0 saves the weights to ``path``."""
+def worker(rank, store, path):
+    """One DDP process: its half of the batch, STEPS steps of SGD; rank 0 saves the weights to ``path``.
+    ``store``: the file through which the processes find each other."""
     torch.set_num_threads(1)  # two processes on a small machine: one thread each, no oversubscription
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=WORLD)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     try:
         model = torch.nn.parallel.DistributedDataParallel(to_torch(nn.Recurrent(TwoTimescaleCell(3, 4))))
         optimizer = torch.optim.SGD(model.parameters(), lr=LR)
@@ -84,11 +79,9 @@ def worker(rank, path):
 
 @pytest.mark.slow
 def test_two_process_ddp_equals_one_process_of_ours(tmp_path, monkeypatch):
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(free_port()))
     monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
     path = str(tmp_path / "weights.pt")
-    torch.multiprocessing.spawn(worker, args=(path,), nprocs=WORLD, join=True)
+    torch.multiprocessing.spawn(worker, args=(str(tmp_path / "store"), path), nprocs=WORLD, join=True)
     trained = torch.load(path)
 
     ours = nn.Recurrent(TwoTimescaleCell(3, 4))

@@ -34,15 +34,24 @@ __all__ = ["to_torch", "from_torch", "ExportError", "UnsupportedOpError"]
 def to_torch(module):
     """A ``torch.nn.Module`` computing what ``module`` computes, its parameters copies of ours under our
     names (``state_dict`` keys identical), in our dtype, in our training mode. Raises ``ExportError`` for
-    a module or cell that cannot be exported (the message says which part and why)."""
+    a module or cell that cannot be exported (the message says which part and why), a subclass that
+    overrides ``forward`` (or ``run``) of the class it is exported as among them: the export
+    reimplements that class, so it would not run the subclass's own."""
     torch = _torch("to_torch")
     from .. import nn
     from ..models import CharLM, SentimentClassifier
     from . import fused, modules
     from .models import TorchCharLM, TorchSentimentClassifier
 
-    if isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)) and getattr(module, "nonlinearity", "tanh") in ("tanh", "relu"):
-        kind = {nn.RNN: fused.FusedRNN, nn.LSTM: fused.FusedLSTM, nn.GRU: fused.FusedGRU}[type(module)]
+    known = (nn.RNN, nn.LSTM, nn.GRU, nn.StackedRecurrent, nn.Recurrent, nn.Linear, nn.Embedding, nn.Dropout, CharLM,
+             SentimentClassifier)
+    base = next((kind for kind in known if isinstance(module, kind)), None)
+    for method in ("forward", "run") if base is not None else ():
+        if getattr(type(module), method, None) is not getattr(base, method, None):
+            raise ExportError(f"to_torch cannot export a {type(module).__name__}: it overrides {method} of "
+                              f"{base.__name__}, which the export reimplements (your {method} would not run)")
+    if base in (nn.RNN, nn.LSTM, nn.GRU) and getattr(module, "nonlinearity", "tanh") in ("tanh", "relu"):
+        kind = {nn.RNN: fused.FusedRNN, nn.LSTM: fused.FusedLSTM, nn.GRU: fused.FusedGRU}[base]
         options = {"nonlinearity": module.nonlinearity} if isinstance(module, nn.RNN) else {}
         exported = kind(module.input_size, module.hidden_size, module.num_layers, bias="bias_ih_l0" in
                         dict(module.named_parameters()), batch_first=module.batch_first, dropout=module.dropout,

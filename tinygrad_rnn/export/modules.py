@@ -21,7 +21,8 @@ from ..nn.cells import state_of, state_parts
 from ..tensor import Tensor
 from .program import CellTrace
 
-__all__ = ["TracedCell", "TracedRecurrent", "TracedStacked", "BoundTrace", "unroll", "lengths_tensor", "torch_parameter"]
+__all__ = ["TracedCell", "TracedRecurrent", "TracedStacked", "BoundTrace", "unroll", "lengths_tensor",
+           "torch_parameter"]
 
 
 def torch_parameter(param):
@@ -100,19 +101,21 @@ def unroll(step, output, x, parts, lengths, reverse):
 
 
 class BoundTrace:
-    """A cell's recorded programs bound to the torch parameters that play its parameters' parts."""
+    """A cell's recorded programs bound to the torch parameters that play its parameters' parts, in the
+    training mode of the torch module that runs them (a step may depend on it, as ours)."""
 
-    def __init__(self, trace, parameters):
-        self.trace, self.parameters = trace, parameters  # parameters: cell name -> torch tensor
+    def __init__(self, trace, parameters, training):
+        trace.check_parameters(parameters)
+        self.trace, self.parameters, self.training = trace, parameters, training  # parameters: name -> tensor
 
     def start(self, batch, device):
-        return self.trace.start(batch)(self.parameters, [], device)
+        return self.trace.start(batch, self.training)(self.parameters, [], device)
 
     def step(self, x_t, parts):
-        return self.trace.step(x_t, parts)(self.parameters, [x_t, *parts], x_t.device)
+        return self.trace.step(x_t, parts, self.training)(self.parameters, [x_t, *parts], x_t.device)
 
     def output(self, parts):
-        return self.trace.output(parts)(self.parameters, parts, parts[0].device)[0]
+        return self.trace.output(parts, self.training)(self.parameters, parts, parts[0].device)[0]
 
 
 class TracedCell(torch.nn.Module):
@@ -128,9 +131,11 @@ class TracedCell(torch.nn.Module):
         self.train(cell.training)
 
     def steps(self):
-        return BoundTrace(self.trace, dict(self.named_parameters()))
+        return BoundTrace(self.trace, dict(self.named_parameters()), self.training)
 
     def forward(self, x, state=None):
+        if x.dim() not in (1, 2):
+            raise ValueError(f"{self.trace.who}: input must be (N, D) or (D,), got shape {tuple(x.shape)}")
         steps, unbatched = self.steps(), x.dim() == 1
         if unbatched:
             x = x.unsqueeze(0)
@@ -147,6 +152,9 @@ def _time_major(x, batch_first, who):
     if x.dim() not in (2, 3):
         raise ValueError(f"{who}: input must be (T, N, D), (N, T, D) with batch_first, or unbatched (T, D); "
                          f"got shape {tuple(x.shape)}")
+    if x.shape[1 if batch_first and x.dim() == 3 else 0] == 0:
+        raise ValueError(f"{who}: input of shape {tuple(x.shape)} has no time steps: cannot run a recurrent layer "
+                         f"over a sequence of length 0")
     if x.dim() == 2:
         return x.unsqueeze(1), True
     return (x.transpose(0, 1) if batch_first else x), False
@@ -191,13 +199,16 @@ class TracedStacked(torch.nn.Module):
         self.batch_first, self.dropout = stacked.batch_first, stacked.dropout
         self.num_layers, self.bidirectional = stacked.num_layers, stacked.bidirectional
         self.layers = []  # per layer, per direction: (trace, {cell parameter name: our flat name}, reverse)
+        flat_names = {}  # id of our parameter -> its flat name: one shared by several cells is one, as ours
         for layer, runs in enumerate(stacked._layers):
             directions = []
             for direction, run in enumerate(runs):
                 suffix = f"_l{layer}" + ("_reverse" if direction else "")
-                names = {name: name.replace(".", "_") + suffix for name, _ in run.cell.named_parameters()}
                 for name, param in run.cell.named_parameters():
-                    self.register_parameter(names[name], torch_parameter(param))
+                    if id(param) not in flat_names:
+                        flat_names[id(param)] = name.replace(".", "_") + suffix
+                        self.register_parameter(flat_names[id(param)], torch_parameter(param))
+                names = {name: flat_names[id(param)] for name, param in run.cell.named_parameters()}
                 directions.append((CellTrace(run.cell), names, run.reverse))
             self.layers.append(directions)
         self.train(stacked.training)
@@ -213,7 +224,7 @@ class TracedStacked(torch.nn.Module):
                 x = torch.nn.functional.dropout(x, self.dropout)
             outs = []
             for trace, names, reverse in directions:
-                steps = BoundTrace(trace, {name: own[flat] for name, flat in names.items()})
+                steps = BoundTrace(trace, {name: own[flat] for name, flat in names.items()}, self.training)
                 parts = steps.start(x.shape[1], x.device) if initial is None else [p[len(finals)] for p in initial]
                 out, parts = unroll(steps.step, steps.output, x, parts, lengths, reverse)
                 outs.append(out)

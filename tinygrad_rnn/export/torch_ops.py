@@ -4,7 +4,9 @@ An op recorded by ``tensor.observers`` is ``(op, ctx, inputs)``; its name picks 
 entry turns the op's ``ctx`` (axes, shapes, exponents, indices, dtypes: never data) into a function
 of torch tensors that computes what the op's ``forward`` computes and whose torch gradient is the
 op's ``backward`` (same equation; the two agree to rounding). Shapes and broadcasting follow NumPy,
-which PyTorch shares for every op here. ``constant`` has no entry: a constant is a value, not a
+which PyTorch shares for every op here; where the two differ it is NumPy's meaning that is
+computed: integers divide in float64 (``div``, an integer ``mean``), a slice stepping backward reads
+its axis flipped (``getitem``, ``scatter``). ``constant`` has no entry: a constant is a value, not a
 computation (the trace holds its array). Imported only by ``to_torch`` (it imports torch).
 """
 import numpy as np
@@ -28,6 +30,19 @@ def _pow(ctx):
     return lambda a: a ** ctx
 
 
+def _true_divide(a, b):
+    """a / b as NumPy divides: integers (and bools) in float64, where torch would use its default dtype."""
+    if not (a.is_floating_point() or b.is_floating_point()):
+        a, b = a.to(torch.float64), b.to(torch.float64)
+    return a / b
+
+
+def _mean(a, axes, keepdims, count):
+    """The sum over ``axes`` divided by ``count``, as the op's forward: an integer sum divides in float64."""
+    total = a.sum(dim=axes, keepdim=keepdims)
+    return (total if total.is_floating_point() else total.to(torch.float64)) / count
+
+
 def _clip(bounds):
     """clamp(a, low, high); neither bound set: a copy of a (gradient 1 everywhere)."""
     low, high = (None if bound is None else bound.item() if isinstance(bound, np.generic) else bound
@@ -47,47 +62,80 @@ def _reduction(reduce):
     return make
 
 
-def _index(index):
-    """A NumPy index (ints, slices, None, ..., int or bool arrays) as torch reads it; arrays become
-    CPU tensors, moved to the indexed tensor's device when used. A negative slice step has no torch
-    spelling: an error naming it."""
+def _index(index, shape):
+    """A NumPy index (ints, slices, None, ..., int or bool arrays) into a tensor of ``shape``, as torch
+    reads it: -> (the axes to flip first, ``on(device)`` -> the index, whether it has arrays). Arrays
+    become CPU tensors, moved to the indexed tensor's device when used. Torch slices step forward
+    only, so a slice start:stop:-k reads its axis flipped, by the positive slice that takes the same
+    elements in the same order (``shape`` is read only then)."""
     items = index if isinstance(index, tuple) else (index,)
-    converted = []
+    converted, flips, axis, backward = [], [], 0, any(map(_steps_backward, items))
     for item in items:
-        if isinstance(item, slice) and item.step is not None and item.step < 0:
-            raise UnsupportedOpError(f"getitem with the negative-step slice {item} has no PyTorch counterpart "
-                                     f"(torch slices step forward only); use flip in the cell instead")
+        if _steps_backward(item):
+            flips.append(axis)
+            item = _forward_slice(item, shape[axis])
         converted.append(torch.from_numpy(np.array(item)) if isinstance(item, np.ndarray) else item)
+        axis += _axes_read(item, items, len(shape)) if backward else 0
     has_arrays = any(isinstance(item, torch.Tensor) for item in converted)
 
     def on(device):
         moved = tuple(item.to(device) if isinstance(item, torch.Tensor) else item for item in converted)
         return moved if isinstance(index, tuple) else moved[0]
-    return on, has_arrays
+    return flips, on, has_arrays
+
+
+def _steps_backward(item):
+    return isinstance(item, slice) and item.step is not None and item.step < 0
+
+
+def _axes_read(item, items, ndim):
+    """How many axes of the indexed tensor ``item`` (one of ``items``) reads: None none, a bool array
+    its ndim, ... the axes the others leave, anything else one."""
+    if item is None:
+        return 0
+    if item is Ellipsis:
+        return ndim - sum(_axes_read(other, items, ndim) for other in items if other is not Ellipsis)
+    return item.ndim if isinstance(item, np.ndarray) and item.dtype == bool else 1
+
+
+def _forward_slice(backward, length):
+    """The slice that reads, from an axis of ``length`` flipped, what ``backward`` (step < 0) reads from it."""
+    taken = range(length)[backward]
+    if not taken:
+        return slice(0, 0)
+    first = length - 1 - taken[0]
+    return slice(first, first + (len(taken) - 1) * -taken.step + 1, -taken.step)
 
 
 def _getitem(ctx):
-    on, has_arrays = _index(ctx[0])
-    if not has_arrays:
-        fixed = on(None)
-        return lambda a: a[fixed]
-    return lambda a: a[on(a.device)]
+    """``a[index]``; an index with a slice stepping backward is resolved against a's shape at each call."""
+    index = ctx[0]
+    if not any(map(_steps_backward, index if isinstance(index, tuple) else (index,))):
+        _, on, has_arrays = _index(index, ())
+        fixed = None if has_arrays else on(None)
+        return (lambda a: a[on(a.device)]) if has_arrays else (lambda a: a[fixed])
+
+    def read(a):
+        flips, on, _ = _index(index, tuple(a.shape))
+        return a.flip(flips)[on(a.device)]
+    return read
 
 
 def _scatter(ctx):
     """zeros(shape) with g added at ``index`` (repeated integer indices accumulate)."""
     index, basic, shape = ctx
-    on, has_arrays = _index(index)
+    flips, on, has_arrays = _index(index, shape)
 
     def scatter(g):
         out = g.new_zeros(shape)
         where = on(g.device)
         if not has_arrays:
             out[where] = g
-            return out
-        if not all(isinstance(item, torch.Tensor) for item in (where if isinstance(where, tuple) else (where,))):
+        elif all(isinstance(item, torch.Tensor) for item in (where if isinstance(where, tuple) else (where,))):
+            out = out.index_put((where,) if isinstance(where, torch.Tensor) else where, g, accumulate=True)
+        else:
             raise UnsupportedOpError(f"scatter at the mixed index {index!r} has no PyTorch counterpart here")
-        return out.index_put((where,) if isinstance(where, torch.Tensor) else where, g, accumulate=True)
+        return out.flip(flips) if flips else out
     return scatter
 
 
@@ -97,14 +145,14 @@ def _same(fn):
 
 
 TORCH_OPS = {
-    "add": _same(torch.add), "sub": _same(torch.sub), "mul": _same(torch.mul), "div": _same(torch.div),
+    "add": _same(torch.add), "sub": _same(torch.sub), "mul": _same(torch.mul), "div": _same(_true_divide),
     "pow": _pow, "neg": _same(torch.neg), "matmul": _same(torch.matmul), "linear": _same(F.linear),
     "exp": _same(torch.exp), "log": _same(torch.log), "log1p": _same(torch.log1p), "sin": _same(torch.sin),
     "cos": _same(torch.cos), "tanh": _same(torch.tanh), "sigmoid": _same(torch.sigmoid),
     "relu": _same(torch.relu), "abs": _same(torch.abs), "sqrt": _same(torch.sqrt), "clip": _clip,
     "astype": lambda dtype: (lambda a, to=torch_dtype(dtype): a.to(to)),
     "sum": _reduction(lambda a, axes, keepdims, count: a.sum(dim=axes, keepdim=keepdims)),
-    "mean": _reduction(lambda a, axes, keepdims, count: a.sum(dim=axes, keepdim=keepdims) / count),
+    "mean": _reduction(_mean),
     "amax": _reduction(lambda a, axes, keepdims, count: torch.amax(a, dim=axes, keepdim=keepdims)),
     "reshape": lambda shape: (lambda a: a.reshape(shape)),
     "permute": lambda ctx: (lambda a: a.permute(ctx[0])),
