@@ -481,3 +481,24 @@ def test_torch_compile_gives_the_same_numbers():
     compiled = torch.compile(exported, backend="aot_eager")
     compare(ours, exported, lambda module, leaves, lib: (compiled if lib is torch else module)(leaves[0]),
             [sequence(2, 2, 3, False)])
+
+
+class AttentiveCell(nn.Cell):
+    """h' = softmax(h W^T + x U^T) along the hidden axis, mixed with tanh: softmax inside a step."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        rng = np.random.default_rng(7)
+        self.hidden_size = hidden_size
+        self.weight_hh = nn.Parameter(rng.normal(size=(hidden_size, hidden_size)))
+        self.weight_ih = nn.Parameter(rng.normal(size=(hidden_size, input_size)))
+
+    def forward(self, x, h):
+        scores = h @ self.weight_hh.T + x @ self.weight_ih.T
+        return tr.functional.softmax(scores * 3.0, axis=-1) * scores.tanh() + tr.functional.log_softmax(scores) * 0.1
+
+
+def test_a_cell_using_softmax_exports_and_equals_ours():
+    """softmax's shift is a detached amax (an op), so the step's recording holds it and torch runs it."""
+    ours = nn.Recurrent(AttentiveCell(3, 4))
+    compare(ours, to_torch(ours), lambda m, leaves, lib: m(leaves[0]), [sequence(5, 2, 3, False)])

@@ -6,6 +6,8 @@ compares what ``backward(w)`` leaves in ``.grad`` with its own central differenc
 Forward values are compared with NumPy computing the same thing directly. Shapes come from
 hypothesis (broadcasting, size-1 axes, 0-d, batches); values stay in each op's smooth domain.
 """
+import warnings
+
 import numpy as np
 import pytest
 from conftest import FAST, FEW, avoiding, broadcast_shapes, distinct, leaf, positive, seeds, shapes, smooth
@@ -631,3 +633,15 @@ def test_max_dim_matches_torch_first_and_second_order():
         np.testing.assert_array_equal(indices.data, ti.numpy())
         np.testing.assert_allclose(gx.data, tg.detach().numpy(), rtol=1e-15)
         np.testing.assert_allclose(ggx.data, tgg.numpy(), rtol=1e-15)
+
+
+@pytest.mark.parametrize("exponent", [0.5, 1.0, 2.0, 3.5])
+def test_pow_exponent_gradient_at_a_zero_base_is_its_limit_zero_without_warnings(exponent):
+    """d(a^b)/db = a^b log a -> 0 as a -> 0+ for b > 0 (torch's value too); never 0 * log 0 = NaN."""
+    base = np.array([0.0, 0.5, 2.0])
+    b = tr.Tensor(np.full(3, exponent), requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (tr.Tensor(base) ** b).sum().backward()
+    closed_form = np.where(base == 0, 0.0, base ** exponent * np.log(np.where(base == 0, 1.0, base)))
+    np.testing.assert_allclose(b.grad, closed_form, rtol=1e-15, atol=0)

@@ -54,7 +54,7 @@ def _shifted(x, axis, function):
         raise ValueError(f"{function}: axis {axis} is out of range for a tensor of shape {x.shape}")
     if x.shape[axis] == 0:
         raise ValueError(f"{function}: axis {axis} of a tensor of shape {x.shape} is empty")
-    return x - x.data.max(axis=axis, keepdims=True)  # an ndarray: a constant, no graph node
+    return x - x.detach().amax(axis=axis, keepdims=True)  # detached: a constant for the gradient
 
 
 # ===================================================================== losses

@@ -178,8 +178,10 @@ def _pow_number_backward(g, out, exponent, a):
 
 
 def _pow_backward(g, out, needs, a, b):
+    """d/db = a^b log a is taken as 0 where a = 0 (its limit for b > 0): log is read at 1 there, not at 0."""
+    a_or_one = a + (_values(a) == 0).astype(a.dtype)
     return (_unbroadcast(g * b * a ** (b - 1), a.shape) if needs[0] else None,
-            _unbroadcast(g * out * _on(a, log, np.log), b.shape) if needs[1] else None)
+            _unbroadcast(g * out * _on(a_or_one, log, np.log), b.shape) if needs[1] else None)
 
 
 POW_NUMBER = Op("pow", lambda exponent, a: a ** exponent, _pow_number_backward, INPUTS)
