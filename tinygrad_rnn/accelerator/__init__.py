@@ -8,6 +8,7 @@ Everything it does for speed happens inside its own node, and its numbers are th
     switch.py    fast: the switch (and TINYGRAD_RNN_FAST=0)
     tape.py      record a step through the seam; compile its forward and backward programs
     product.py   the factored weight gradient: one product over all steps
+    compiler.py  a recorded step as one compiled loop over buffers (merged slices, out=, derivatives at once)
     loop.py      run_loop: the recurrent loop as one graph node
 """
 from .loop import run_loop

@@ -8,6 +8,9 @@ recorded backward program from the last step to the first, carrying the state's 
 step to step. Weights used at every step collect every step's gradient as factors and are
 multiplied out once (``product.ProductGrad``).
 
+When ``compiler.compile_step`` compiles the recorded step (every op one it knows), the other
+steps and the backward run as its compiled loops over buffers instead of the tape's programs.
+
 The node's output is one array holding the outputs of all T steps and the final state's parts
 (``_Loop`` says how); ``outputs`` and each final part are core views (``getitem``, ``reshape``)
 of it, or for an RNN or GRU the outputs are that array itself, so the graph's walk hands the loop
@@ -30,6 +33,7 @@ import numpy as np
 
 from ..ops import NOTHING, Op
 from ..tensor import Tensor, is_grad_enabled
+from .compiler import compile_step
 from .product import ProductGrad
 from .switch import fast
 from .tape import record
@@ -89,7 +93,7 @@ def _replay(recordings, inputs, given, ran, parts):
     learned = [(i, t) for i, t in tape.externals if t.requires_grad]  # the parameters, by slot
     needs_graph = is_grad_enabled() and (inputs.requires_grad or any(p.requires_grad for p in given) or learned)
     loop = _Loop(tape, inputs, [i for i, _ in learned], [p.requires_grad for p in given])
-    packed = loop.run(recordings, [t.data for t in ran], [p.data for p in parts], keep=needs_graph)
+    packed = loop.run(recordings, [t.data for t in ran], [p.data for p in parts], needs_graph, [p.data for p in given])
     for recording in recordings:
         recording.release()  # its step's arrays (a view of the inputs among them) are not needed any more
     if needs_graph:
@@ -134,19 +138,28 @@ class _Loop:
                 self.pieces.append((slice(end, end + math.prod(shape)), shape))
                 end += math.prod(shape)
             self.packed_shape = (end,)
-        self.outputs = self.stored = None  # filled by run
+        self.outputs = self.stored = self.compiled = None  # filled by run
 
-    def run(self, recordings, ran, state, keep):
-        """The steps after the recorded ones, forward from the state arrays: -> the packed array."""
+    def run(self, recordings, ran, state, keep, initial):
+        """The steps after the recorded ones, forward from the state arrays (``initial``: before the
+        first step): -> the packed array. A step ``compiler`` compiles runs as its compiled loop."""
         tape = self.tape
         packed = np.empty(self.packed_shape, dtype=state[0].dtype)
         outputs = self.outputs = self.piece_of(packed, 0)
         outputs[:len(ran)] = ran
         state = [outputs[len(ran) - 1] if k == self.row_part else part for k, part in enumerate(state)]
+        compiled = compile_step(tape, keep)
+        if compiled is not None:
+            self.compiled = compiled.bind(tape, self.steps, outputs, initial, recordings if keep else [])
+            state = self.compiled.forward(self.inputs_data, state, len(ran))
+            for k, part in enumerate(state):
+                self.piece_of(packed, k + 1)[...] = part
+            self.inputs_data = None
+            return packed
         stored = [None] * self.steps if keep else None
         if keep:
             for t, recording in enumerate(recordings):
-                values = list(recording.values)
+                values = list(recording.build_backward().values)  # with the stand-ins its backward reads
                 tape.forget_unread(values)
                 stored[t] = values
         out_slot, state_slots = self.out_slot, self.state_slots
@@ -181,6 +194,10 @@ def _loop_backward(g, out, loop, inputs, *rest):
     tape = loop.tape
     g_outputs = loop.piece_of(g, 0)
     carried = [None if k - 1 == loop.in_last_row else loop.piece_of(g, k) for k in range(1, len(loop.pieces))]
+    if loop.compiled is not None:
+        g_inputs, carried, weights = loop.compiled.backward(g_outputs, carried)
+        g_parts = [c if needed else None for c, needed in zip(carried, loop.parts_need_grad)]
+        return (g_inputs if loop.inputs_need_grad else None, *g_parts, *[weights.get(i) for i in loop.learned_slots])
     g_inputs = np.zeros(loop.inputs_shape, dtype=loop.inputs_dtype) if loop.inputs_need_grad else None
     learned, learned_owned = {}, set()
     for t in reversed(range(loop.steps)):

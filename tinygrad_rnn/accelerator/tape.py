@@ -71,7 +71,7 @@ class Tape:
         self.input_slots = list(range(len(inputs)))
         self.externals, self.constants = [], []
         self.forward_program, backward_ops = [], []
-        self._signature = []  # everything that must repeat between two recordings of the same step
+        self.signature = []  # everything that must repeat between two recordings of the same step
 
         made_inside = set()
 
@@ -108,8 +108,8 @@ class Tape:
             values.append(out.data)
             needs_grad.append(op.backward is not None and any(needs_grad[j] for j in ins))
             self.forward_program.append((op, ctx, ins, i))
-            self._signature.append((op, ins, reads))
-            self._signature.append(ctx)
+            self.signature.append((op, ins, reads))
+            self.signature.append(ctx)
             if needs_grad[i]:
                 backward_ops.append((op, ctx, ins, i, reads))
         self.output_slots = [slot(t) for t in outputs]
@@ -119,9 +119,20 @@ class Tape:
         self.template = [None] * len(values)
         for i in [i for i, _ in self.externals] + self.constants:
             self.template[i] = values[i]
-        self._build_backward(backward_ops)
-        values.extend(self.template[len(values):])  # the stand-ins, so that this call's values can be replayed backward
+        self._backward_ops, self._backward_program = backward_ops, None  # built on first use (``build_backward``)
         self._forward = self._backward = None  # compiled on first use
+
+    def build_backward(self):
+        """The backward program, built from the recorded ops the first time it is asked for (a step
+        that ``compiler`` compiles never needs it)."""
+        if self._backward_program is None:
+            self._build_backward(self._backward_ops)
+            self.values.extend(self.template[len(self.values):])  # the stand-ins, so this call's values replay backward
+        return self
+
+    backward_program = property(lambda self: self.build_backward()._backward_program)
+    kept = property(lambda self: self.build_backward()._kept)
+    dropped = property(lambda self: self.build_backward()._dropped)
 
     def _build_backward(self, backward_ops):
         """The backward program, and which per-call slots it reads (all others need not be kept).
@@ -133,7 +144,7 @@ class Tape:
         ``FACTORED_BACKWARDS`` has an op, its weight's gradient stays factored across calls.
         """
         per_call = set(self.input_slots) | {op[3] for op in self.forward_program}
-        kept, self.backward_program = set(), []
+        kept, self._backward_program = set(), []
         for op, ctx, ins, out, (reads_output, reads) in reversed(backward_ops):
             arguments = []
             for k, j in enumerate(ins):
@@ -146,21 +157,21 @@ class Tape:
             if reads_output:
                 kept.add(out)
             routes = tuple(None if not self.needs_grad[j] else ~j if j in self.external_slots else j for j in ins)
-            self.backward_program.append((op, FACTORED_BACKWARDS.get(op, op.backward), ctx, out, reads_output,
+            self._backward_program.append((op, FACTORED_BACKWARDS.get(op, op.backward), ctx, out, reads_output,
                                           tuple(arguments), routes, op in PASSES_PRODUCT))
-        self.kept = kept & per_call
-        self.dropped = sorted(per_call - kept)
+        self._kept = kept & per_call
+        self._dropped = sorted(per_call - kept)
 
     def same_as(self, other):
         """Whether ``other`` recorded the same ops, wiring, ``ctx``, externals and constants."""
-        if (len(self._signature) != len(other._signature) or self.output_slots != other.output_slots
+        if (len(self.signature) != len(other.signature) or self.output_slots != other.output_slots
                 or [i for i, _ in self.externals] != [i for i, _ in other.externals]
                 or self.constants != other.constants):
             return False
         try:
-            same = self._signature == other._signature  # fast, unless some ctx holds an array
+            same = self.signature == other.signature  # fast, unless some ctx holds an array
         except (ValueError, TypeError):
-            same = all(_equal(a, b) for a, b in zip(self._signature, other._signature))
+            same = all(_equal(a, b) for a, b in zip(self.signature, other.signature))
         if not same:
             return False
         for (i, mine), (_, theirs) in zip(self.externals, other.externals):
@@ -171,7 +182,7 @@ class Tape:
     def forward(self, inputs):
         """Run the recorded ops on new input arrays: -> a list of slot values holding the outputs and
         every array backward reads (``kept``)."""
-        values = self.template.copy()
+        values = self.build_backward().template.copy()
         for i, array in zip(self.input_slots, inputs):
             values[i] = array
         if self._forward is None:
