@@ -18,7 +18,7 @@ import pytest
 import tinygrad_rnn as tr
 import tinygrad_rnn.functional as F
 from tinygrad_rnn import _files, cli
-from tinygrad_rnn.accelerator import tape
+from tinygrad_rnn.accelerator import compiler, tape
 from tinygrad_rnn.checkpoint import CheckpointError, load_checkpoint
 from tinygrad_rnn.train import train_char_lm
 
@@ -48,8 +48,8 @@ def test_the_compiled_program_cache_stays_bounded_and_results_stay_exact():
 
     for batch_size in range(1, tape.COMPILED_PROGRAMS + 30):
         run(batch_size)
-        assert len(tape._MAKERS) <= tape.COMPILED_PROGRAMS
-    assert len(tape._MAKERS) == tape.COMPILED_PROGRAMS  # full: every batch size was replayed from compiled programs
+        assert compiler.steps_kept() <= tape.COMPILED_PROGRAMS
+    assert compiler.steps_kept() == tape.COMPILED_PROGRAMS  # full: every batch size was run by a compiled step
     for batch_size in (1, 2, tape.COMPILED_PROGRAMS + 29):  # dropped long ago, and the latest
         x, output, gradients = run(batch_size)
         with tr.fast(False):

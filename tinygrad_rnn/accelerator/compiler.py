@@ -30,19 +30,25 @@ along axes, a parameter used other than as linear's weight or bias or an added b
 dtypes) makes ``compile_step`` return None, and the loop replays the tape's plain programs.
 """
 import math
+from collections import OrderedDict
 
 import numpy as np
 
 from ..ops import ADD, GETITEM, LINEAR, MATMUL, MUL, PERMUTE, RELU, SIGMOID, SUB, TANH
+from .tape import COMPILED_PROGRAMS
 
-__all__ = ["compile_step", "CompiledStep", "KNOWN"]
+__all__ = ["compile_step", "steps_kept", "CompiledStep", "KNOWN"]
 
 UNARY = {TANH: "tanh", SIGMOID: "sigmoid", RELU: "relu"}
 BINARY = {ADD: "add", SUB: "subtract", MUL: "multiply"}
 KNOWN = {GETITEM, LINEAR, MATMUL, PERMUTE, *UNARY, *BINARY}
-_CACHE = {}  # structure of a tape -> CompiledStep, or None when it declined
-_CACHE_SIZE = 128
+_CACHE = OrderedDict()  # structure of a tape -> [(signature, CompiledStep or None)], least recently used first
 DERIVATIVE_BLOCK_BYTES = 128 << 10  # the activations' derivatives are computed for this many bytes of steps at once
+
+
+def steps_kept():
+    """How many step structures the compiler keeps now (at most ``COMPILED_PROGRAMS``)."""
+    return len(_CACHE)
 
 
 class Decline(Exception):
@@ -54,15 +60,15 @@ def compile_step(tape, keep):
 
     Compiled steps are kept per structure: the slots' shapes, what needs a gradient, the outputs,
     the parameters' dtypes and whether they learn, then the ops, wiring and ``ctx`` (the tape's
-    ``signature``, compared with ``==``), so that a layer compiles its step once per process."""
+    ``signature``, compared with ``==``), so that a layer compiles its step once per process; the
+    ``COMPILED_PROGRAMS`` most recently used structures are kept (as the tape keeps its programs)."""
     key = (tuple(tape.shapes[:tape.n_slots]), tuple(tape.needs_grad[:tape.n_slots]), tuple(tape.output_slots),
            len(tape.input_slots), tuple((i, t.requires_grad, t.data.dtype) for i, t in tape.externals),
            tuple(tape.constants), tape.values[0].dtype, bool(keep))
-    known = _CACHE.get(key)
-    if known is None:
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        known = _CACHE[key] = []
+    known = _CACHE.setdefault(key, [])
+    _CACHE.move_to_end(key)
+    if len(_CACHE) > COMPILED_PROGRAMS:
+        _CACHE.popitem(last=False)
     for signature, compiled in known:
         try:
             if signature == tape.signature:
