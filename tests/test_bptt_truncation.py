@@ -294,6 +294,8 @@ def test_a_forward_that_overflows_is_refused():
     (nor a misleading complaint about the loss, whose NaNs reach every step)."""
     cell = nn.RNNCell(2, 3, nonlinearity="relu", dtype=np.float64)
     cell.weight_hh.data[...] = 3.0 * np.eye(3)
+    cell.weight_ih.data[...] = 1.0  # positive drive: relu never cuts the growth, whatever the random init
+    cell.bias_ih.data[...] = cell.bias_hh.data[...] = 0.0
     xs = np.ones((700, 1, 2))
     with np.errstate(over="raise", invalid="raise", divide="raise"):  # a NumPy warning would be an error here
         with pytest.raises(ValueError, match=r"the state after step \d+ is not finite"):
