@@ -27,9 +27,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .. import tensor
 from ..ops import GETITEM
-from ..tensor import IndexGrad, Tensor, add_at, accumulate as core_accumulate
+from ..tensor import IndexGrad, Tensor, add_at, accumulate as core_accumulate, observers
 from .product import FACTORED_BACKWARDS, PASSES_PRODUCT, ProductGrad
 
 __all__ = ["record", "Tape", "COMPILED_PROGRAMS"]
@@ -43,11 +42,11 @@ def record(fn, inputs):
     """
     records = []
     observe = lambda event, t, details: records.append((event, t, details))  # noqa: E731
-    tensor.observers.append(observe)
+    observers.append(observe)
     try:
         result = fn(*inputs)
     finally:
-        tensor.observers.remove(observe)
+        observers.remove(observe)
     outputs = [result] if isinstance(result, Tensor) else list(result)
     return Tape(records, inputs, outputs), outputs
 
