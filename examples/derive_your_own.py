@@ -14,7 +14,7 @@ Then it plants two mistakes, one line each, and shows how the report points at t
     1. the state gradient dh forgets that h reaches h~ through f * h   -> first bad step T-2
     2. the gate gradient df forgets that f reaches h~ through f * h    -> first bad step T-1
 
-Run:  python examples/derive_your_own.py        (about two seconds)
+Run:  python examples/derive_your_own.py        (about a second)
 """
 import os
 import sys

@@ -18,7 +18,8 @@ last step (lengths), through a Linear layer. Predicting the mean scores an MSE o
 4. bring back: from_torch copies the trained weights into our model, which is scored here.
 
 Run:  pip install -e ".[torch]" && python examples/scale_with_torch.py
-(about 40 s on a busy two-core machine: 3 s of training, the rest starting the two processes)
+(11 s on two cores at load average 2, up to 40 s on a busy machine: 3 s of training, the rest
+starting the two processes)
 """
 import os
 import socket

@@ -16,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 import tinygrad_rnn as tr
 import tinygrad_rnn.nn as nn
-from tinygrad_rnn.accelerator import compiler, tape
+from tinygrad_rnn.accelerator import compiler, loop, tape
 from tinygrad_rnn.nn.cells import state_parts
 from tinygrad_rnn.ops import linear
 from tinygrad_rnn.random import manual_seed
@@ -223,3 +223,18 @@ def test_float32_stays_float32_and_its_forward_is_bitwise_the_cores(layer, make)
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     plan = compiled_step(make(3, 5, dtype=np.float32), dtype=np.float32)
     assert plan.dtype == np.float32 and all(s.kind != "new" or s.shape for s in plan.storages)
+
+
+# ============================================================================ past the size the compiled loop pays for
+@pytest.mark.parametrize("make", [nn.GRUCell, nn.RNNCell, lambda d, h, dtype: SlicedCell(d, h, adjacent(h), dtype)])
+def test_a_sequence_past_the_compiled_loops_size_replays_the_tape_and_equals_the_core(monkeypatch, make):
+    """Long sequences of large steps run the tape's replay (weight gradients folded during the loop),
+    not the compiled loop: no step is compiled, and the numbers are still the core's."""
+    monkeypatch.setattr(loop, "COMPILED_LOOP_MAX_BYTES", 0)
+    manual_seed(2)
+    cell = make(3, 4, dtype=np.float64)
+    kept = compiler.steps_kept()
+    compiler_calls = []
+    monkeypatch.setattr(loop, "compile_step", lambda *args: compiler_calls.append(args))
+    assert_equal_to_core(cell, np.random.default_rng(6).standard_normal((7, 2, 3)))
+    assert compiler_calls == [] and compiler.steps_kept() == kept
