@@ -238,3 +238,101 @@ def test_a_sequence_past_the_compiled_loops_size_replays_the_tape_and_equals_the
     monkeypatch.setattr(loop, "compile_step", lambda *args: compiler_calls.append(args))
     assert_equal_to_core(cell, np.random.default_rng(6).standard_normal((7, 2, 3)))
     assert compiler_calls == [] and compiler.steps_kept() == kept
+
+
+# ============================================================================ a state part's gradient passed on by add
+class CarriedThroughAddCell(nn.Cell):
+    """(h', c') = (c + a[:, H:2H], 1 * h'), output 2 h' + c',  a = x W^T + h U^T (N, 2H): c's gradient
+    is h''s passed on unchanged by add, and must not share h''s buffer, which the next step rewrites."""
+
+    def __init__(self, d, h, dtype=np.float64):
+        super().__init__()
+        self.input_size, self.hidden_size = d, h
+        rng = np.random.default_rng(7)
+        self.W = nn.Parameter(rng.uniform(-0.5, 0.5, (2 * h, d)).astype(dtype))
+        self.U = nn.Parameter(rng.uniform(-0.5, 0.5, (2 * h, h)).astype(dtype))
+
+    def init_state(self, batch_size):
+        return tuple(tr.Tensor(np.zeros((batch_size, self.hidden_size), self.W.dtype)) for _ in range(2))
+
+    def output(self, state):
+        return state[0] * 2.0 + state[1]
+
+    def forward(self, x, state):
+        h, c = state
+        new_h = c + (linear(x, self.W) + linear(h, self.U))[:, self.hidden_size:]
+        return new_h, new_h * 1.0
+
+
+@pytest.mark.parametrize("steps", [3, 6])
+def test_a_state_parts_gradient_passed_on_by_add_is_not_overwritten_by_the_next_step(monkeypatch, steps):
+    plans = []
+    monkeypatch.setattr(loop, "compile_step", lambda *args: plans.append(compiler.compile_step(*args)) or plans[-1])
+    module = nn.Recurrent(CarriedThroughAddCell(2, 3))
+    x = np.random.default_rng(8).standard_normal((steps, 2, 2))
+    results = []
+    for on in (True, False):
+        with tr.fast(on):
+            inputs = tr.Tensor(x, requires_grad=True)
+            output, (h, c) = module(inputs)
+            loss = (output * output).sum() + (h * c).sum()
+            results.append([output.data] + [g.data for g in tr.grad(loss, module.parameters() + [inputs])])
+    assert len(plans) == 1 and plans[0] is not None  # the accelerator's run compiled the step
+    for a, b in zip(*results):
+        assert np.abs(a - b).max() <= TOLERANCE * max(1.0, float(np.abs(b).max()))
+
+
+class InputTimesStateCell(nn.Cell):
+    """h' = tanh(h U^T) * x  (x (N, H) used directly): the product's gradient to h reads x at every step."""
+
+    def __init__(self, h, dtype=np.float64):
+        super().__init__()
+        self.input_size = self.hidden_size = h
+        self.U = nn.Parameter(np.random.default_rng(9).uniform(-0.5, 0.5, (h, h)).astype(dtype))
+
+    def forward(self, x, h):
+        return linear(h, self.U).tanh() * x + 0.5
+
+
+def test_a_product_with_the_raw_input_declines_and_equals_the_core():
+    """The compiled backward loop is not given the inputs: a product reading x declines, never fails."""
+    cell = InputTimesStateCell(3)
+    assert compiled_step(cell) is None
+    assert_equal_to_core(cell, np.random.default_rng(10).standard_normal((5, 2, 3)))
+
+
+class PassOnCell(nn.Cell):
+    """h' = tanh(h U^T) * c + x, and c' (``keeps``: "input") = x, ("state") = c, or ("swap") (h', c') = (x, h'):
+    a state part that is not a result of the step."""
+
+    def __init__(self, h, keeps):
+        super().__init__()
+        self.input_size = self.hidden_size = h
+        self.keeps = keeps
+        self.U = nn.Parameter(np.random.default_rng(11).uniform(-0.5, 0.5, (h, h)))
+
+    def init_state(self, batch_size):
+        return tr.Tensor(np.zeros((batch_size, self.hidden_size))), tr.Tensor(np.ones((batch_size, self.hidden_size)))
+
+    def forward(self, x, state):
+        h, c = state
+        new_h = linear(h, self.U).tanh() * c + x
+        return {"input": (new_h, x), "state": (new_h, c), "swap": (x, new_h)}[self.keeps]
+
+
+@pytest.mark.parametrize("keeps", ["input", "state", "swap"])
+def test_a_state_part_that_is_the_input_or_passed_on_declines_and_equals_the_core(monkeypatch, keeps):
+    plans = []
+    monkeypatch.setattr(loop, "compile_step", lambda *args: plans.append(compiler.compile_step(*args)) or plans[-1])
+    module = nn.Recurrent(PassOnCell(3, keeps))
+    x = np.random.default_rng(12).standard_normal((5, 2, 3))
+    results = []
+    for on in (True, False):
+        with tr.fast(on):
+            inputs = tr.Tensor(x, requires_grad=True)
+            output, (h, c) = module(inputs)
+            loss = (output * output).sum() + (h * c).sum()
+            results.append([output.data, h.data, c.data] + [g.data for g in tr.grad(loss, [module.cell.U, inputs])])
+    assert plans == [None]  # declined: the tape's replay ran
+    for a, b in zip(*results):
+        assert np.abs(a - b).max() <= TOLERANCE * max(1.0, float(np.abs(b).max()))

@@ -27,7 +27,9 @@ one place, and the weight products) and sigmoid's g σ (1 - σ), grouped as g (�
 
 Anything else (an unknown op, broadcasting between per-step values, a slice that is not a range
 along axes, a parameter used other than as linear's weight or bias or an added bias, mixed
-dtypes) makes ``compile_step`` return None, and the loop replays the tape's plain programs.
+dtypes, a new state part or output that is the step's input or a state part passed on, a product
+with the step's input x whose gradient is needed) makes ``compile_step`` return None, and the loop
+replays the tape's plain programs.
 """
 import math
 from collections import OrderedDict
@@ -181,6 +183,8 @@ class CompiledStep:
         self.state_out, self.out_slot = tape.output_slots[:-1], tape.output_slots[-1]
         if len(self.state_out) != self.n_parts or len(set(self.state_out)) != len(self.state_out):
             raise Decline("the state's parts are not distinct results")
+        if any(slot in tape.input_slots for slot in tape.output_slots):
+            raise Decline("a state part or the output that is the step's input or a state part passed on")
         self.external = {i for i, _ in tape.externals}
         self.consts = {i: np.shape(tape.template[i]) for i in list(self.external) + list(tape.constants)}
         self.storages, self.value = [], {}
@@ -409,8 +413,10 @@ class CompiledStep:
             kinds = self.contributions.get(slot, [])
             source = self._alias_source(slot)
             alone = sum(p.storage is place.storage for p in self.value.values()) == 1
+            # a state part's gradient is carried into the step before, which rewrites its source's buffer: own one
             if source is not None and len(kinds) == 1 and kinds[0] == ("alias",) and place.whole and alone \
                     and slot not in self.state_out and slot != self.out_slot and source in self.grad \
+                    and place.storage.kind != "state" \
                     and (slot != 0 or self.grad[source].whole and self.grad[source].storage.kind == "grad"):
                 self.grad[slot] = self.grad[source]
                 continue
@@ -455,6 +461,8 @@ class CompiledStep:
                 if not self.needs[node.ins[0][j]]:
                     continue
                 if node.op is MUL:
+                    if node.in_places[1 - j].storage.kind == "x":  # the backward loop is not given the inputs
+                        raise Decline("a product's gradient that reads the step's input")
                     keep(node.in_places[1 - j])
                 elif node.op in UNARY:
                     keep(node.place)
