@@ -200,7 +200,7 @@ class TracedStacked(torch.nn.Module):
         self.num_layers, self.bidirectional = stacked.num_layers, stacked.bidirectional
         self.layers = []  # per layer, per direction: (trace, {cell parameter name: our flat name}, reverse)
         flat_names = {}  # id of our parameter -> its flat name: one shared by several cells is one, as ours
-        for layer, runs in enumerate(stacked._layers):
+        for layer, runs in enumerate(stacked.runs):
             directions = []
             for direction, run in enumerate(runs):
                 suffix = f"_l{layer}" + ("_reverse" if direction else "")

@@ -53,7 +53,7 @@ def recurrence_of(layer, who):
             raise ValueError(f"{who}: the layer must be {_SUPPORTED}; this {name} is bidirectional: check a "
                              f"unidirectional {sizes} (the reverse direction is the same recurrence over the "
                              f"reversed sequence)")
-        ((run,),) = layer._layers  # StackedRecurrent's own runs, one layer, one direction
+        ((run,),) = layer.runs  # one layer, one direction
         return run
     raise TypeError(f"{who}: the layer must be {_SUPPORTED}; got a {name}")
 

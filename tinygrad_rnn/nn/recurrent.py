@@ -324,6 +324,11 @@ class StackedRecurrent(Module):
             hx = map_state(lambda s: s.reshape(s.shape[0], 1, *s.shape[1:]), hx)
         return [map_state(lambda s: s[i], hx) for i in range(count)]
 
+    @property
+    def runs(self):
+        """Per layer, the ``Recurrent`` of each direction (forward, then reverse): what ``forward`` runs."""
+        return tuple(tuple(runs) for runs in self._layers)
+
     cell_in_repr = True  # RNN, LSTM and GRU say their cell by their name
 
     def extra_repr(self):
