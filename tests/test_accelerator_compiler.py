@@ -264,22 +264,35 @@ class CarriedThroughAddCell(nn.Cell):
         return new_h, new_h * 1.0
 
 
-@pytest.mark.parametrize("steps", [3, 6])
-def test_a_state_parts_gradient_passed_on_by_add_is_not_overwritten_by_the_next_step(monkeypatch, steps):
+def two_part_both_ways(monkeypatch, cell, x):
+    """A two-part-state ``cell`` in ``nn.Recurrent`` with the accelerator on and off, L = sum(output^2)
+    + sum(h * c): the plans the compiler returned (one per accelerated run: None, it declined), and
+    each way's output, h, c and the gradients of the parameters and x."""
     plans = []
     monkeypatch.setattr(loop, "compile_step", lambda *args: plans.append(compiler.compile_step(*args)) or plans[-1])
-    module = nn.Recurrent(CarriedThroughAddCell(2, 3))
-    x = np.random.default_rng(8).standard_normal((steps, 2, 2))
+    module = nn.Recurrent(cell)
     results = []
     for on in (True, False):
         with tr.fast(on):
             inputs = tr.Tensor(x, requires_grad=True)
             output, (h, c) = module(inputs)
             loss = (output * output).sum() + (h * c).sum()
-            results.append([output.data] + [g.data for g in tr.grad(loss, module.parameters() + [inputs])])
-    assert len(plans) == 1 and plans[0] is not None  # the accelerator's run compiled the step
-    for a, b in zip(*results):
+            grads = tr.grad(loss, module.parameters() + [inputs])
+            results.append([output.data, h.data, c.data] + [g.data for g in grads])
+    return plans, results
+
+
+def assert_equal_results(ours, core):
+    for a, b in zip(ours, core):
         assert np.abs(a - b).max() <= TOLERANCE * max(1.0, float(np.abs(b).max()))
+
+
+@pytest.mark.parametrize("steps", [3, 6])
+def test_a_state_parts_gradient_passed_on_by_add_is_not_overwritten_by_the_next_step(monkeypatch, steps):
+    x = np.random.default_rng(8).standard_normal((steps, 2, 2))
+    plans, results = two_part_both_ways(monkeypatch, CarriedThroughAddCell(2, 3), x)
+    assert len(plans) == 1 and plans[0] is not None  # the accelerator's run compiled the step
+    assert_equal_results(*results)
 
 
 class InputTimesStateCell(nn.Cell):
@@ -322,17 +335,7 @@ class PassOnCell(nn.Cell):
 
 @pytest.mark.parametrize("keeps", ["input", "state", "swap"])
 def test_a_state_part_that_is_the_input_or_passed_on_declines_and_equals_the_core(monkeypatch, keeps):
-    plans = []
-    monkeypatch.setattr(loop, "compile_step", lambda *args: plans.append(compiler.compile_step(*args)) or plans[-1])
-    module = nn.Recurrent(PassOnCell(3, keeps))
     x = np.random.default_rng(12).standard_normal((5, 2, 3))
-    results = []
-    for on in (True, False):
-        with tr.fast(on):
-            inputs = tr.Tensor(x, requires_grad=True)
-            output, (h, c) = module(inputs)
-            loss = (output * output).sum() + (h * c).sum()
-            results.append([output.data, h.data, c.data] + [g.data for g in tr.grad(loss, [module.cell.U, inputs])])
+    plans, results = two_part_both_ways(monkeypatch, PassOnCell(3, keeps), x)
     assert plans == [None]  # declined: the tape's replay ran
-    for a, b in zip(*results):
-        assert np.abs(a - b).max() <= TOLERANCE * max(1.0, float(np.abs(b).max()))
+    assert_equal_results(*results)
