@@ -44,6 +44,7 @@ import numpy as np
 from .._checks import check_callable, check_int, describe
 from ..nn.cells import map_state
 from ..nn.forward_recurrence import forward_recurrence, unroll_steps
+from ..nn.recurrent import array_or_zeros
 from ..ops import stack
 from ..tensor import Tensor, grad
 
@@ -136,7 +137,7 @@ def _cut_at_random(cut, k):
 def _gradients(outputs, doutputs, params):
     """[∂L/∂p as an ndarray (zeros where nothing reached p)] by one walk from ``outputs`` with upstream ``doutputs``."""
     found = grad(outputs, params, grad_outputs=doutputs, allow_unused=True)
-    return [np.zeros(p.shape, p.dtype) if g is None else g.data for g, p in zip(found, params)]
+    return [array_or_zeros(g, p) for g, p in zip(found, params)]
 
 
 def _per_output(cell, xs, state0, states, doutputs, params, k):

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..nn.forward_recurrence import forward_recurrence, unroll_steps
+from ..nn.recurrent import array_or_zeros
 from ..optim import clip_grad_norm_, clip_grad_value_
 from ..tensor import Tensor, grad
 from .norms import time_major_loss
-from .common import array_or_zeros, initial_state, parameter_names, scalar_loss
+from .common import initial_state, parameter_names, scalar_loss
 
 __all__ = ["CLIPPINGS", "ClippingComparison", "compare_clipping", "cosine"]
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..tensor import Tensor
 
-__all__ = ["initial_state", "parameter_names", "scalar_loss", "hidden_of", "array_or_zeros", "check_tied_sum"]
+__all__ = ["initial_state", "parameter_names", "scalar_loss", "hidden_of", "check_tied_sum"]
 
 
 def initial_state(cell, xs, state, requires_grad=False):
@@ -38,11 +38,6 @@ def scalar_loss(loss_fn, outputs, who="loss_fn"):
 def hidden_of(state):
     """h of a state h or (h, c, ...)."""
     return state if isinstance(state, Tensor) else state[0]
-
-
-def array_or_zeros(gradient, param):
-    """A gradient from ``grad(..., allow_unused=True)`` as an array: zeros where nothing reached ``param``."""
-    return np.zeros(param.shape, param.dtype) if gradient is None else gradient.data
 
 
 def check_tied_sum(name, per_step, total):

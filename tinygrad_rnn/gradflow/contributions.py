@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..nn.forward_recurrence import forward_recurrence, unroll_steps
-from ..nn.recurrent import per_step_parameter_aliases
+from ..nn.recurrent import array_or_zeros, per_step_parameter_aliases
 from ..tensor import grad
 from .norms import unit_readout
-from .common import array_or_zeros, check_tied_sum, initial_state, parameter_names, scalar_loss
+from .common import check_tied_sum, initial_state, parameter_names, scalar_loss
 
 __all__ = ["ContributionMatrix", "contribution_matrix", "every_step_loss", "long_range_fraction"]
 

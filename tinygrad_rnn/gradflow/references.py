@@ -11,9 +11,10 @@ from ..bptt._checks import PARAM_NAMES
 from ..bptt.crosscheck import reference_of
 from ..bptt.sequence import sequence_backward, sequence_forward
 from ..nn.forward_recurrence import forward_recurrence
+from ..nn.recurrent import array_or_zeros
 from ..tensor import Tensor, grad
 from .norms import WeightGradContributions, time_major_loss
-from .common import array_or_zeros, initial_state, parameter_names, scalar_loss
+from .common import initial_state, parameter_names, scalar_loss
 
 __all__ = ["reference_hidden_grad_norms", "reference_weight_grad_contributions"]
 

@@ -20,7 +20,7 @@ from .cells import (NONLINEARITIES, Cell, GRUCell, LSTMCell, RNNCell, check_inpu
                     state_parts)
 from .module import Module
 
-__all__ = ["per_step_gradients", "per_step_parameter_aliases", "Recurrent", "StackedRecurrent", "RNN", "LSTM", "GRU"]
+__all__ = ["per_step_gradients", "array_or_zeros", "per_step_parameter_aliases", "Recurrent", "StackedRecurrent", "RNN", "LSTM", "GRU"]
 
 
 def _as_tensor(x, name, who):
@@ -225,12 +225,14 @@ def per_step_gradients(loss, aliases, params):
     dL/dparams[k], totals[k] dL/dparams[k] itself (zeros where nothing reached)."""
     params = list(params)
     found = grad(loss, params + [step_aliases[p] for step_aliases in aliases for p in params], allow_unused=True)
+    per_step = [np.stack([array_or_zeros(g, p) for g in found[len(params) + k::len(params)]])
+                for k, p in enumerate(params)]
+    return per_step, [array_or_zeros(g, p) for g, p in zip(found, params)]
 
-    def array(gradient, param):
-        return np.zeros(param.shape, param.dtype) if gradient is None else gradient.data
 
-    per_step = [np.stack([array(g, p) for g in found[len(params) + k::len(params)]]) for k, p in enumerate(params)]
-    return per_step, [array(g, p) for g, p in zip(found, params)]
+def array_or_zeros(gradient, param):
+    """A gradient from ``grad(..., allow_unused=True)`` as an array: zeros where nothing reached ``param``."""
+    return np.zeros(param.shape, param.dtype) if gradient is None else gradient.data
 
 
 class StackedRecurrent(Module):
